@@ -1,0 +1,5 @@
+module github.com/causeway-go/causeway
+
+go 1.26.0
+
+require github.com/reugn/go-streams v0.13.0

@@ -1,0 +1,84 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Trigger says why a batcher handed over a batch.
+type Trigger uint8
+
+const (
+	// TriggerSize: the batch reached its batcher's BatchSize.
+	TriggerSize Trigger = iota + 1
+	// TriggerTimeout: BatchTimeout passed since the batch's first message.
+	TriggerTimeout
+	// TriggerDrain: the topology is shutting down and flushed the batch.
+	TriggerDrain
+)
+
+func (t Trigger) String() string {
+	switch t {
+	case TriggerSize:
+		return "size"
+	case TriggerTimeout:
+		return "timeout"
+	case TriggerDrain:
+		return "drain"
+	}
+	return fmt.Sprintf("Trigger(%d)", uint8(t))
+}
+
+// BatchInfo describes a batch.
+type BatchInfo struct {
+	// Batcher is the name of the batcher that made the batch.
+	Batcher string
+	// Key is the batch key shared by every message in the batch.
+	Key string
+	// Partition is the batch processor partition the batch belongs to; 0
+	// when the batcher is not partitioned.
+	Partition int
+	// Size is the number of messages in the batch when it was made.
+	Size int
+	// Trigger says what closed the batch: size, timeout or drain.
+	Trigger Trigger
+	// Attempt counts calls to the handler for this batch, from 1. A retry
+	// sees only the messages that failed the previous attempt.
+	Attempt int
+}
+
+// Batch is what a batch handler receives.
+//
+// Messages point into storage the batch processor owns. The handler may
+// change the messages (Data, status) and may fail single messages with
+// Messages[i].Fail. A handler that drops messages from the slice (returns
+// fewer than it got) has the missing ones failed with ErrMissingFromBatch:
+// nothing is lost.
+type Batch[T any] struct {
+	Messages []*Message[T]
+	BatchInfo
+}
+
+// BatchHandler handles a batch. A non-nil error or a panic fails every
+// message of the batch with that error (unless a retry policy succeeds
+// later); the batcher keeps running.
+type BatchHandler[T any] func(ctx context.Context, b *Batch[T]) error
+
+// ErrMissingFromBatch is the error of a message that a batch handler dropped
+// from its batch.
+var ErrMissingFromBatch = errors.New("stages: batch handler dropped the message from its batch")
+
+// PanicError is the error of a message whose handler panicked.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
+
+// Unwrap returns the panic value if it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}

@@ -1,0 +1,482 @@
+package stages
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RateLimit allows at most Messages messages per Interval out of the
+// producer stage. The zero value means no limit.
+type RateLimit struct {
+	Messages int
+	Interval time.Duration
+}
+
+// Enabled reports whether the limit limits anything.
+func (r RateLimit) Enabled() bool { return r.Messages > 0 && r.Interval > 0 }
+
+// BufferConfig configures a producer-stage buffer.
+type BufferConfig[T any] struct {
+	// Size is how many messages the buffer holds; a partitioned buffer
+	// gives each partition Size/Consumers (at least 1).
+	Size int
+	// Keep is what a full buffer does with a new message.
+	Keep Keep
+	// Consumers is the number of processors taking from the buffer.
+	Consumers int
+	// PartitionBy, if set, pins each message to processor
+	// PartitionBy(m) % Consumers.
+	PartitionBy func(*Message[T]) uint64
+	// OnDrop sees every message the buffer drops. It runs on the producer's
+	// goroutine and must not block; the slice is valid only during the call.
+	OnDrop func(dropped []Message[T])
+	// RateLimit bounds how many messages leave the buffer per interval.
+	RateLimit RateLimit
+	// Logger reports drops, at most once per DropLogInterval.
+	Logger *slog.Logger
+	// DropLogInterval is the least time between two drop reports (default 1s).
+	DropLogInterval time.Duration
+	// OnDemand, if set, sees every demand a producer is told (for tests and
+	// tracing). It runs with the buffer locked and must not block.
+	OnDemand func(n int)
+}
+
+// Buffer is the producer stage's buffer: it holds what producers emitted
+// until processors ask for it, keeps the demand accounts, applies the drop
+// policy and the rate limit.
+type Buffer[T any] struct {
+	mu          sync.Mutex
+	rings       []ring[T]
+	keep        Keep
+	partition   func(*Message[T]) uint64
+	outstanding []int // per consumer: asked for and not yet delivered
+	total       int   // sum of outstanding
+	promised    int   // demand told to producers and not yet emitted
+	buffered    int
+	maxBuffered int
+	emitted     int64
+	delivered   int64
+	closed      bool
+
+	waiting   []int // consumers blocked in Take, oldest first
+	isWaiting []bool
+	wake      []chan struct{}
+	demandCh  chan struct{} // closed when demand grows; producers wait on it
+	spaceCh   chan struct{} // closed when room frees; Block emitters wait on it
+
+	rate        RateLimit
+	windowStart time.Time
+	windowUsed  int
+
+	onDemand func(int)
+
+	// drop accounting, outside mu
+	dropped     atomic.Int64
+	onDrop      func([]Message[T])
+	logger      *slog.Logger
+	logEvery    time.Duration
+	dropMu      sync.Mutex
+	lastDropLog time.Time
+	unlogged    int64
+}
+
+// NewBuffer returns a buffer for cfg, which must be valid (Size and
+// Consumers > 0).
+func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
+	b := &Buffer[T]{
+		keep:        cfg.Keep,
+		partition:   cfg.PartitionBy,
+		outstanding: make([]int, cfg.Consumers),
+		isWaiting:   make([]bool, cfg.Consumers),
+		wake:        make([]chan struct{}, cfg.Consumers),
+		rate:        cfg.RateLimit,
+		onDrop:      cfg.OnDrop,
+		onDemand:    cfg.OnDemand,
+		logger:      cfg.Logger,
+		logEvery:    cfg.DropLogInterval,
+	}
+	if b.logEvery <= 0 {
+		b.logEvery = time.Second
+	}
+	for i := range b.wake {
+		b.wake[i] = make(chan struct{}, 1)
+	}
+	if cfg.PartitionBy != nil {
+		per := max(1, cfg.Size/cfg.Consumers)
+		b.rings = make([]ring[T], cfg.Consumers)
+		for i := range b.rings {
+			b.rings[i] = newRing[T](per)
+		}
+	} else {
+		b.rings = []ring[T]{newRing[T](cfg.Size)}
+	}
+	return b
+}
+
+// NewEmitter returns an emitter for one producer goroutine.
+func (b *Buffer[T]) NewEmitter() *Emitter[T] { return &Emitter[T]{b: b} }
+
+// Ask adds n to consumer id's outstanding demand.
+func (b *Buffer[T]) Ask(id, n int) {
+	b.mu.Lock()
+	b.outstanding[id] += n
+	b.total += n
+	if b.demandCh != nil && b.unmetDemand() > 0 {
+		close(b.demandCh)
+		b.demandCh = nil
+	}
+	b.mu.Unlock()
+}
+
+// Take appends to dst up to consumer id's outstanding demand of buffered
+// messages, blocking until there is at least one. It returns ErrClosed when
+// the buffer is closed and holds nothing more for id, or ctx's error.
+func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Message[T], error) {
+	for {
+		b.mu.Lock()
+		r := &b.rings[0]
+		if b.partition != nil {
+			r = &b.rings[id]
+		}
+		want := b.outstanding[id]
+		if r.n > 0 && want > 0 {
+			k := min(want, r.n)
+			if b.rate.Enabled() {
+				var wait time.Duration
+				if k, wait = b.allowLocked(k); k == 0 {
+					b.mu.Unlock()
+					if err := sleep(ctx, wait); err != nil {
+						return dst, err
+					}
+					continue
+				}
+			}
+			dst = r.popInto(dst, k)
+			b.outstanding[id] -= k
+			b.total -= k
+			b.buffered -= k
+			b.delivered += int64(k)
+			if b.spaceCh != nil {
+				close(b.spaceCh)
+				b.spaceCh = nil
+			}
+			if r.n > 0 {
+				b.wakeConsumers()
+			}
+			b.mu.Unlock()
+			return dst, nil
+		}
+		if r.n == 0 && b.closed {
+			b.mu.Unlock()
+			return dst, ErrClosed
+		}
+		if !b.isWaiting[id] {
+			b.isWaiting[id] = true
+			b.waiting = append(b.waiting, id)
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.wake[id]:
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		}
+	}
+}
+
+// Close stops the buffer taking input: emitters get ErrClosed, and Take
+// returns ErrClosed once a consumer has taken everything buffered for it.
+func (b *Buffer[T]) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	b.closed = true
+	for _, id := range b.waiting {
+		b.isWaiting[id] = false
+		b.signal(id)
+	}
+	b.waiting = b.waiting[:0]
+	if b.demandCh != nil {
+		close(b.demandCh)
+		b.demandCh = nil
+	}
+	if b.spaceCh != nil {
+		close(b.spaceCh)
+		b.spaceCh = nil
+	}
+}
+
+// SetRateLimit changes the rate limit; the zero RateLimit removes it. It
+// takes effect at once and starts a new interval.
+func (b *Buffer[T]) SetRateLimit(r RateLimit) {
+	b.mu.Lock()
+	b.rate = r
+	b.windowStart = time.Time{}
+	b.windowUsed = 0
+	waiting := append([]int(nil), b.waiting...)
+	b.mu.Unlock()
+	for _, id := range waiting {
+		b.signal(id)
+	}
+}
+
+// RateLimit returns the current rate limit.
+func (b *Buffer[T]) RateLimit() RateLimit {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.rate
+}
+
+// BufferStats is a snapshot of a producer-stage buffer.
+type BufferStats struct {
+	Emitted     int64 // messages producers emitted, dropped ones included
+	Delivered   int64 // messages handed to processors
+	Dropped     int64 // messages the Keep policy dropped
+	Buffered    int   // messages waiting now
+	MaxBuffered int   // the most ever waiting at once
+	Capacity    int   // how many can wait
+	Demand      int   // messages processors asked for and did not get yet
+	Promised    int   // demand told to producers and not yet emitted
+}
+
+// Stats returns a snapshot of the buffer's counters.
+func (b *Buffer[T]) Stats() BufferStats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := 0
+	for i := range b.rings {
+		c += len(b.rings[i].buf)
+	}
+	return BufferStats{
+		Emitted:     b.emitted,
+		Delivered:   b.delivered,
+		Dropped:     b.dropped.Load(),
+		Buffered:    b.buffered,
+		MaxBuffered: b.maxBuffered,
+		Capacity:    c,
+		Demand:      b.total,
+		Promised:    b.promised,
+	}
+}
+
+// unmetDemand is the demand neither buffered nor promised, capped by the
+// room left. b.mu must be held.
+func (b *Buffer[T]) unmetDemand() int {
+	var need, room int
+	if b.partition == nil {
+		need = b.total - b.buffered
+		room = len(b.rings[0].buf) - b.buffered
+	} else {
+		for i := range b.rings {
+			need += max(0, b.outstanding[i]-b.rings[i].n)
+			room += len(b.rings[i].buf) - b.rings[i].n
+		}
+	}
+	return min(need, room) - b.promised
+}
+
+// wakeConsumers wakes waiting consumers that can take what is buffered.
+// b.mu must be held.
+func (b *Buffer[T]) wakeConsumers() {
+	if len(b.waiting) == 0 {
+		return
+	}
+	if b.partition != nil {
+		j := 0
+		for _, id := range b.waiting {
+			if b.rings[id].n > 0 && b.outstanding[id] > 0 {
+				b.isWaiting[id] = false
+				b.signal(id)
+				continue
+			}
+			b.waiting[j] = id
+			j++
+		}
+		b.waiting = b.waiting[:j]
+		return
+	}
+	covered, n := 0, 0
+	for _, id := range b.waiting {
+		if covered >= b.rings[0].n {
+			break
+		}
+		if b.outstanding[id] == 0 {
+			continue
+		}
+		covered += b.outstanding[id]
+		b.isWaiting[id] = false
+		b.signal(id)
+		n++
+	}
+	if n > 0 {
+		j := 0
+		for _, id := range b.waiting {
+			if b.isWaiting[id] {
+				b.waiting[j] = id
+				j++
+			}
+		}
+		b.waiting = b.waiting[:j]
+	}
+}
+
+func (b *Buffer[T]) signal(id int) {
+	select {
+	case b.wake[id] <- struct{}{}:
+	default:
+	}
+}
+
+// allowLocked applies the rate limit to k messages: it returns how many
+// may go now, or 0 and how long until the next interval. b.mu must be held.
+func (b *Buffer[T]) allowLocked(k int) (int, time.Duration) {
+	now := time.Now()
+	if b.windowStart.IsZero() || now.Sub(b.windowStart) >= b.rate.Interval {
+		b.windowStart = now
+		b.windowUsed = 0
+	}
+	left := b.rate.Messages - b.windowUsed
+	if left <= 0 {
+		return 0, b.rate.Interval - now.Sub(b.windowStart)
+	}
+	k = min(k, left)
+	b.windowUsed += k
+	return k, 0
+}
+
+func (b *Buffer[T]) partitionOf(m *Message[T]) (p int) {
+	defer func() {
+		if v := recover(); v != nil {
+			if b.logger != nil {
+				b.logger.Error("stages: PartitionBy panicked; message sent to partition 0",
+					"panic", v, "stack", string(debug.Stack()))
+			}
+			p = 0
+		}
+	}()
+	return int(b.partition(m) % uint64(len(b.rings)))
+}
+
+// reportDrops counts dropped messages, offers them to OnDrop and logs them,
+// at most once per log interval.
+func (b *Buffer[T]) reportDrops(dropped []Message[T]) {
+	n := int64(len(dropped))
+	b.dropped.Add(n)
+	if b.onDrop != nil {
+		func() {
+			defer func() {
+				if v := recover(); v != nil && b.logger != nil {
+					b.logger.Error("stages: OnDrop panicked", "panic", v)
+				}
+			}()
+			b.onDrop(dropped)
+		}()
+	}
+	if b.logger == nil {
+		return
+	}
+	b.dropMu.Lock()
+	b.unlogged += n
+	now := time.Now()
+	if now.Sub(b.lastDropLog) < b.logEvery {
+		b.dropMu.Unlock()
+		return
+	}
+	count := b.unlogged
+	b.unlogged = 0
+	b.lastDropLog = now
+	b.dropMu.Unlock()
+	b.logger.Warn("stages: producer buffer full, messages dropped",
+		"dropped", count, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ring is a fixed-capacity FIFO of messages.
+type ring[T any] struct {
+	buf     []Message[T]
+	head, n int
+}
+
+func newRing[T any](capacity int) ring[T] { return ring[T]{buf: make([]Message[T], capacity)} }
+
+func (r *ring[T]) full() bool { return r.n == len(r.buf) }
+
+func (r *ring[T]) push(m Message[T]) {
+	i := r.head + r.n
+	if i >= len(r.buf) {
+		i -= len(r.buf)
+	}
+	r.buf[i] = m
+	r.n++
+}
+
+// pushAll appends as many of msgs as fit and returns how many did.
+func (r *ring[T]) pushAll(msgs []Message[T]) int {
+	k := min(len(msgs), len(r.buf)-r.n)
+	done := 0
+	for done < k {
+		i := r.head + r.n
+		if i >= len(r.buf) {
+			i -= len(r.buf)
+		}
+		c := copy(r.buf[i:min(len(r.buf), i+k-done)], msgs[done:k])
+		done += c
+		r.n += c
+	}
+	return k
+}
+
+func (r *ring[T]) popFront() Message[T] {
+	m := r.buf[r.head]
+	var zero Message[T]
+	r.buf[r.head] = zero
+	r.head++
+	if r.head == len(r.buf) {
+		r.head = 0
+	}
+	r.n--
+	if r.n == 0 {
+		r.head = 0
+	}
+	return m
+}
+
+// popInto moves the k oldest messages to the end of dst.
+func (r *ring[T]) popInto(dst []Message[T], k int) []Message[T] {
+	for k > 0 {
+		end := min(r.head+k, len(r.buf))
+		dst = append(dst, r.buf[r.head:end]...)
+		clear(r.buf[r.head:end])
+		moved := end - r.head
+		k -= moved
+		r.n -= moved
+		r.head = end
+		if r.head == len(r.buf) {
+			r.head = 0
+		}
+	}
+	if r.n == 0 {
+		// Start over at the front: a buffer that mostly runs near empty keeps
+		// reusing the same, cache-hot slots.
+		r.head = 0
+	}
+	return dst
+}

@@ -1,0 +1,36 @@
+// Package stages holds Causeway's building blocks: the Message that flows
+// through a topology, the contracts producers, batch handlers and
+// acknowledgers implement, and the stage runtimes (the producer stage's
+// bounded buffer, processors, batchers, batch processors and the acker)
+// together with their metrics.
+//
+// Most programs do not use the runtimes directly: they declare a topology
+// with package topology, which validates the declaration and runs an Engine.
+//
+// # Flow control
+//
+// Demand flows upstream and data downstream. Each processor asks the
+// producer stage for up to MaxDemand messages and asks again once the
+// messages it holds or has asked for fall to MinDemand; the producer stage
+// never hands a processor more than it asked for. A producer that can wait
+// (a Kafka consumer, a channel) learns the outstanding demand from
+// Emitter.Demand and emits exactly that much. A producer that cannot be
+// slowed (a network firehose) emits whenever data arrives; what arrives
+// without demand waits in a buffer of BufferSize messages, and when the
+// buffer is full the Keep policy decides which message is dropped. Every drop
+// is counted and offered to an OnDrop hook.
+//
+// Between processors, batchers and batch processors, messages move in slices
+// over bounded channels: a processor blocks when its batcher is busy and a
+// batcher blocks when every batch processor is busy, so memory stays bounded
+// end to end.
+//
+// # Acknowledgement
+//
+// Every message that enters a topology leaves it exactly once: acknowledged
+// as successful, acknowledged as failed, or counted as dropped by the
+// producer stage's buffer. A message routed to several batchers is
+// acknowledged once, after the last of its batches is done, and is failed if
+// any of them failed it. Acknowledgers receive messages grouped: one call per
+// acknowledger per batch.
+package stages

@@ -1,0 +1,279 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// EngineConfig is a complete, validated description of a topology's stages.
+// Package topology builds it from a Spec after checking every field; the
+// engine trusts it.
+type EngineConfig[T any] struct {
+	Name                string
+	Producer            Producer[T]
+	ProducerConcurrency int
+	Buffer              BufferConfig[T] // Consumers and PartitionBy come from Processors
+	Processors          ProcessorConfig[T]
+	Batchers            []BatcherConfig[T]
+	// DefaultBatcher receives messages no handler routed; "" means none.
+	DefaultBatcher string
+	// HandleFailed sees failed messages before they are acknowledged. It may
+	// change them (their Acker too). A panic is logged and contained.
+	HandleFailed    func(ctx context.Context, failed []Message[T])
+	ShutdownTimeout time.Duration
+	Hooks           Hooks
+	Logger          *slog.Logger
+}
+
+// ProcessorConfig configures the processor pool.
+type ProcessorConfig[T any] struct {
+	Concurrency int
+	MaxDemand   int
+	MinDemand   int
+	PartitionBy func(*Message[T]) uint64
+	// Handle processes one message; an error or a panic fails it.
+	Handle func(ctx context.Context, m *Message[T]) error
+}
+
+// BatcherConfig configures one named batcher and its batch processors.
+type BatcherConfig[T any] struct {
+	Name string
+	// BatchSize closes a batch when it holds that many messages, or, with
+	// SizeFunc, when the sizes of its messages add up to at least BatchSize.
+	BatchSize int
+	// SizeFunc, if set, measures a message (in bytes, say). A message that
+	// would take a non-empty batch over BatchSize starts a new batch.
+	SizeFunc func(*Message[T]) int
+	// BatchTimeout closes a batch that long after its first message.
+	BatchTimeout time.Duration
+	Concurrency  int
+	// PartitionBy, if set, sends each message's batches to batch processor
+	// PartitionBy(m) % Concurrency, so one key's batches run in order.
+	PartitionBy func(*Message[T]) uint64
+	Handle      BatchHandler[T]
+	Retry       RetryPolicy
+}
+
+// ErrShutdownTimeout is wrapped by Run's error when the drain did not finish
+// within ShutdownTimeout.
+var ErrShutdownTimeout = errors.New("stages: shutdown timeout")
+
+// Engine runs a topology's stages.
+type Engine[T any] struct {
+	cfg      EngineConfig[T]
+	buf      *Buffer[T]
+	table    *RouteTable
+	batchers []*batcher[T]
+	chunks   sync.Pool
+	started  atomic.Bool
+
+	received  atomic.Int64
+	procFail  atomic.Int64
+	panics    atomic.Int64
+	forwarded atomic.Int64
+	latency   *Histogram
+	acked     atomic.Int64
+	failed    atomic.Int64
+}
+
+type chunk[T any] struct{ msgs []Message[T] }
+
+// NewEngine returns an engine for cfg.
+func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	names := make([]string, len(cfg.Batchers))
+	for i, b := range cfg.Batchers {
+		names[i] = b.Name
+	}
+	table, err := NewRouteTable(names, cfg.DefaultBatcher)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine[T]{cfg: cfg, table: table, latency: NewLatencyHistogram()}
+	bc := cfg.Buffer
+	bc.Consumers = cfg.Processors.Concurrency
+	bc.PartitionBy = cfg.Processors.PartitionBy
+	if bc.Logger == nil {
+		bc.Logger = cfg.Logger
+	}
+	if userDrop, hook := bc.OnDrop, cfg.Hooks.Drop; hook != nil {
+		name, keep := cfg.Name, bc.Keep
+		bc.OnDrop = func(d []Message[T]) {
+			if userDrop != nil {
+				userDrop(d)
+			}
+			hook(DropEvent{Topology: name, Count: len(d), Keep: keep})
+		}
+	}
+	e.buf = NewBuffer(bc)
+	maxDemand := cfg.Processors.MaxDemand
+	e.chunks.New = func() any { return &chunk[T]{msgs: make([]Message[T], 0, maxDemand)} }
+	for i, b := range cfg.Batchers {
+		e.batchers = append(e.batchers, newBatcher(e, i, b))
+	}
+	return e, nil
+}
+
+// Buffer returns the producer stage's buffer.
+func (e *Engine[T]) Buffer() *Buffer[T] { return e.buf }
+
+// Run runs the topology until ctx ends or the producer is exhausted, then
+// drains: the producer stops, everything already inside is processed,
+// batched, handled and acknowledged, and Run returns. It returns nil after a
+// clean drain, the producer's error if it failed, and an error wrapping
+// ErrShutdownTimeout (with the count of messages left unacknowledged) if the
+// drain took longer than ShutdownTimeout; at that point handlers' contexts
+// are cancelled and Run waits for them to return.
+//
+// Run may be called once.
+func (e *Engine[T]) Run(ctx context.Context) error {
+	if !e.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("stages: topology %q: Run called twice", e.cfg.Name)
+	}
+	// Handlers run under hard: it survives ctx so the drain can finish, and
+	// ends at the shutdown timeout.
+	hard, hardStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardStop()
+	prodCtx, stopProducers := context.WithCancel(ctx)
+	defer stopProducers()
+
+	var stagesWG sync.WaitGroup
+	for _, b := range e.batchers {
+		b.start(hard, &stagesWG)
+	}
+	var procWG sync.WaitGroup
+	for id := range e.cfg.Processors.Concurrency {
+		procWG.Go(func() { e.runProcessor(hard, id) })
+	}
+	stagesWG.Go(func() {
+		procWG.Wait()
+		for _, b := range e.batchers {
+			b.close(hard)
+		}
+	})
+
+	var (
+		errMu   sync.Mutex
+		prodErr error
+	)
+	var prodWG sync.WaitGroup
+	for range e.cfg.ProducerConcurrency {
+		em := e.buf.NewEmitter()
+		prodWG.Go(func() {
+			err := e.runProducer(prodCtx, em)
+			if err != nil && !errors.Is(err, ErrClosed) && !(prodCtx.Err() != nil && errors.Is(err, context.Canceled)) {
+				errMu.Lock()
+				if prodErr == nil {
+					prodErr = fmt.Errorf("producer: %w", err)
+				}
+				errMu.Unlock()
+				stopProducers()
+			}
+		})
+	}
+	producersDone := make(chan struct{})
+	go func() {
+		prodWG.Wait()
+		close(producersDone)
+	}()
+
+	select {
+	case <-prodCtx.Done():
+	case <-producersDone:
+	}
+	stopProducers()
+	e.buf.Close()
+
+	allDone := make(chan struct{})
+	go func() {
+		stagesWG.Wait()
+		<-producersDone
+		close(allDone)
+	}()
+	var timedOut bool
+	timer := time.NewTimer(e.cfg.ShutdownTimeout)
+	select {
+	case <-allDone:
+		timer.Stop()
+	case <-timer.C:
+		timedOut = true
+		hardStop()
+		<-allDone
+	}
+
+	var errs []error
+	if prodErr != nil {
+		errs = append(errs, prodErr)
+	}
+	if timedOut {
+		s := e.Stats()
+		errs = append(errs, fmt.Errorf("topology %q: %w after %v: %d messages not acknowledged (%d buffered, %d in processors or batches)",
+			e.cfg.Name, ErrShutdownTimeout, e.cfg.ShutdownTimeout, s.InFlight, s.Producer.Buffered, s.InFlight-int64(s.Producer.Buffered)))
+	}
+	if c, ok := e.cfg.Producer.(io.Closer); ok {
+		if err := c.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("producer: close: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Engine[T]) runProducer(ctx context.Context, em *Emitter[T]) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = newPanicError(v)
+		}
+	}()
+	return e.cfg.Producer.Run(ctx, em)
+}
+
+// SetRateLimit changes the producer stage's rate limit while running.
+func (e *Engine[T]) SetRateLimit(r RateLimit) { e.buf.SetRateLimit(r) }
+
+// Stats returns a snapshot of every stage's counters.
+func (e *Engine[T]) Stats() Stats {
+	// Read acks before the buffer so that a message acknowledged between the
+	// two reads shows as in flight, never as lost.
+	acked, failed := e.acked.Load(), e.failed.Load()
+	s := Stats{
+		Name:     e.cfg.Name,
+		Producer: e.buf.Stats(),
+		Processors: ProcessorStats{
+			Concurrency: e.cfg.Processors.Concurrency,
+			Received:    e.received.Load(),
+			Failed:      e.procFail.Load(),
+			Panics:      e.panics.Load(),
+			Forwarded:   e.forwarded.Load(),
+			Latency:     e.latency.Snapshot(),
+		},
+		Acked:  acked,
+		Failed: failed,
+	}
+	s.Dropped = s.Producer.Dropped
+	s.InFlight = s.Producer.Emitted - s.Dropped - acked - failed
+	for _, b := range e.batchers {
+		s.Batchers = append(s.Batchers, b.stats())
+	}
+	return s
+}
+
+func (e *Engine[T]) getChunk() *chunk[T] { return e.chunks.Get().(*chunk[T]) }
+
+// putChunk recycles c. Its stale messages are not cleared: they are
+// overwritten on reuse, and the pool lets go of idle chunks at each GC.
+func (e *Engine[T]) putChunk(c *chunk[T]) {
+	c.msgs = c.msgs[:0]
+	e.chunks.Put(c)
+}
+
+func newPanicError(v any) *PanicError {
+	return &PanicError{Value: v, Stack: stack()}
+}

@@ -1,0 +1,5 @@
+package stages
+
+import "runtime/debug"
+
+func stack() []byte { return debug.Stack() }

@@ -1,0 +1,164 @@
+package stages
+
+import (
+	"context"
+	"math/bits"
+	"time"
+)
+
+// processor is one goroutine of the processor pool.
+type processor[T any] struct {
+	e       *Engine[T]
+	id      int
+	ctx     context.Context
+	out     []*chunk[T] // per batcher: copies waiting to be sent
+	direct  []Message[T]
+	settler settler[T]
+	chunks  uint64 // chunks handled
+}
+
+func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
+	p := &processor[T]{e: e, id: id, ctx: ctx, out: make([]*chunk[T], len(e.batchers))}
+	p.settler.init(e)
+	if h := e.cfg.Hooks.ProcessorStart; h != nil {
+		h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
+	}
+	if h := e.cfg.Hooks.ProcessorStop; h != nil {
+		defer h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
+	}
+	maxD, minD := e.cfg.Processors.MaxDemand, e.cfg.Processors.MinDemand
+	e.buf.Ask(id, maxD)
+	pending := maxD // asked for and not yet processed
+	for {
+		c := e.getChunk()
+		var err error
+		c.msgs, err = e.buf.Take(ctx, id, c.msgs)
+		if err != nil {
+			e.putChunk(c)
+			return
+		}
+		p.handle(c.msgs)
+		pending -= len(c.msgs)
+		if pending <= minD {
+			e.buf.Ask(id, maxD-pending)
+			pending = maxD
+		}
+		if !p.dispatch(c) {
+			return
+		}
+	}
+}
+
+// latencySample: one chunk in latencySample has its handler time measured;
+// reading the clock for every chunk costs more than the no-op handlers it
+// would time.
+const latencySample = 8
+
+// handle runs the handler on every message of msgs, turning panics into
+// failures.
+func (p *processor[T]) handle(msgs []Message[T]) {
+	p.chunks++
+	timed := p.chunks%latencySample == 1
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
+	for i := 0; i < len(msgs); {
+		i = p.handleFrom(msgs, i)
+	}
+	n := len(msgs)
+	p.e.received.Add(int64(n))
+	if timed && n > 0 {
+		p.e.latency.ObserveN(int64(time.Since(start))/int64(n), n)
+	}
+}
+
+// handleFrom handles msgs[i:] and returns len(msgs), or, if a handler
+// panics, fails that message and returns the index after it.
+func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
+	defer func() {
+		if v := recover(); v != nil {
+			msgs[next].Fail(newPanicError(v))
+			p.e.panics.Add(1)
+			p.e.procFail.Add(1)
+			p.e.cfg.Logger.Error("stages: processor handler panicked; message failed",
+				"topology", p.e.cfg.Name, "processor", p.id, "panic", v)
+			next++
+		}
+	}()
+	handle, table, ctx := p.e.cfg.Processors.Handle, p.e.table, p.ctx
+	for next = i; next < len(msgs); next++ {
+		m := &msgs[next]
+		m.reset()
+		m.table = table
+		if m.err != nil {
+			continue // failed before it got here (by its producer)
+		}
+		if err := handle(ctx, m); err != nil {
+			m.Fail(err)
+			p.e.procFail.Add(1)
+		}
+	}
+	return next
+}
+
+// dispatch sends the chunk's messages on to their batchers and settles the
+// ones that go nowhere. It reports false if the topology was stopped hard.
+func (p *processor[T]) dispatch(c *chunk[T]) bool {
+	e := p.e
+	msgs := c.msgs
+	// Fast path: every message is healthy and goes to the same single batcher.
+	if len(msgs) > 0 && len(e.batchers) > 0 {
+		r := msgs[0].effectiveRoutes()
+		uniform := r != 0 && r&(r-1) == 0
+		for i := 0; uniform && i < len(msgs); i++ {
+			uniform = msgs[i].err == nil && msgs[i].effectiveRoutes() == r
+		}
+		if uniform {
+			e.forwarded.Add(int64(len(msgs)))
+			ok := e.batchers[bits.TrailingZeros64(r)].add(p.ctx, msgs)
+			e.putChunk(c)
+			return ok
+		}
+	}
+	p.direct = p.direct[:0]
+	forwarded := 0
+	for i := range msgs {
+		m := &msgs[i]
+		r := m.effectiveRoutes()
+		if m.err != nil || r == 0 {
+			p.direct = append(p.direct, *m)
+			continue
+		}
+		if r&(r-1) != 0 {
+			m.fan = newFanout(bits.OnesCount64(r))
+		}
+		for r != 0 {
+			b := bits.TrailingZeros64(r)
+			r &= r - 1
+			if p.out[b] == nil {
+				p.out[b] = e.getChunk()
+			}
+			p.out[b].msgs = append(p.out[b].msgs, *m)
+			forwarded++
+		}
+	}
+	e.putChunk(c)
+	e.forwarded.Add(int64(forwarded))
+	ok := true
+	for b, oc := range p.out {
+		if oc == nil {
+			continue
+		}
+		p.out[b] = nil
+		if ok {
+			ok = e.batchers[b].add(p.ctx, oc.msgs)
+		}
+		e.putChunk(oc)
+	}
+	if len(p.direct) > 0 {
+		p.settler.settle(p.ctx, p.direct, nil)
+		clear(p.direct)
+	}
+	return ok
+}

@@ -1,0 +1,218 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Producer is a source of messages. The producer stage calls Run once per
+// goroutine of its concurrency, each with its own Emitter, and Run emits
+// messages until its source is exhausted (it returns nil) or ctx ends (it
+// returns nil or ctx's error). Any other error stops the topology: it
+// drains what it holds and returns that error.
+//
+// Producers come in two kinds, and Emitter serves both:
+//
+//   - A pull producer, which can wait (a Kafka consumer, a channel), loops
+//     on Emitter.Demand and emits exactly the demand it was told, never
+//     more: nothing is buffered beyond what processors asked for.
+//   - A push producer, which cannot be slowed (a network stream), emits
+//     whenever data arrives; the producer stage's bounded buffer absorbs
+//     bursts and drops by its Keep policy when full, counting every drop.
+//
+// When the topology has drained and acknowledged every message, a producer
+// that implements io.Closer is closed.
+type Producer[T any] interface {
+	Run(ctx context.Context, out *Emitter[T]) error
+}
+
+// ProducerFunc adapts a function to the Producer interface.
+type ProducerFunc[T any] func(ctx context.Context, out *Emitter[T]) error
+
+// Run calls f(ctx, out).
+func (f ProducerFunc[T]) Run(ctx context.Context, out *Emitter[T]) error { return f(ctx, out) }
+
+// Keep says what a full producer-stage buffer does with a new message.
+type Keep uint8
+
+const (
+	// KeepLast drops the oldest buffered message to make room for the new
+	// one (GenStage's buffer_keep: :last). It is the zero value.
+	KeepLast Keep = iota
+	// KeepFirst drops the new message and keeps what is buffered.
+	KeepFirst
+	// Block makes Emit wait until there is room (or its context ends). It is
+	// for producers that can be slowed.
+	Block
+)
+
+func (k Keep) String() string {
+	switch k {
+	case KeepLast:
+		return "keep-last"
+	case KeepFirst:
+		return "keep-first"
+	case Block:
+		return "block"
+	}
+	return fmt.Sprintf("Keep(%d)", uint8(k))
+}
+
+// ErrClosed is returned by Emitter methods once the producer stage has
+// stopped taking input: the topology is draining.
+var ErrClosed = errors.New("stages: producer stage closed")
+
+// Emitter is a producer's handle on its stage's buffer. Each producer
+// goroutine has its own; it is not safe for concurrent use.
+type Emitter[T any] struct {
+	b        *Buffer[T]
+	promised int      // demand told to this emitter and not yet emitted
+	parts    []uint32 // partition of each message being emitted
+	dropped  []Message[T]
+	one      [1]Message[T]
+}
+
+// Demand blocks until processors have asked for messages that are neither
+// buffered nor promised to another producer goroutine, and returns how many.
+// The producer should emit up to that many; emitting fewer is fine (the
+// next call to Demand accounts for it), emitting more fills the buffer.
+// It returns ErrClosed once the stage is draining, or ctx's error.
+func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
+	b := e.b
+	b.mu.Lock()
+	b.promised -= e.promised
+	e.promised = 0
+	for {
+		if b.closed {
+			b.mu.Unlock()
+			return 0, ErrClosed
+		}
+		if n := b.unmetDemand(); n > 0 {
+			e.promised = n
+			b.promised += n
+			if b.onDemand != nil {
+				b.onDemand(n)
+			}
+			b.mu.Unlock()
+			return n, nil
+		}
+		if b.demandCh == nil {
+			b.demandCh = make(chan struct{})
+		}
+		ch := b.demandCh
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		b.mu.Lock()
+	}
+}
+
+// Emit adds m to the buffer. With KeepLast and KeepFirst it never blocks
+// (a full buffer drops a message, counted); with Block it waits for room or
+// for ctx to end. It returns ErrClosed once the stage is draining: the
+// message was not taken.
+func (e *Emitter[T]) Emit(ctx context.Context, m Message[T]) error {
+	e.one[0] = m
+	err := e.EmitAll(ctx, e.one[:])
+	var zero Message[T]
+	e.one[0] = zero
+	return err
+}
+
+// EmitAll adds msgs to the buffer in order, as Emit does. The messages are
+// copied; the slice may be reused once EmitAll returns.
+func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	b := e.b
+	if b.partition != nil {
+		e.partitionAll(msgs)
+	}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return ErrClosed
+	}
+	n := min(e.promised, len(msgs))
+	e.promised -= n
+	b.promised -= n
+	i := 0
+	if b.partition == nil {
+		// Fast path: copy what fits in one go.
+		k := b.rings[0].pushAll(msgs)
+		b.buffered += k
+		b.emitted += int64(k)
+		i = k
+	}
+	for i < len(msgs) {
+		r := &b.rings[0]
+		if b.partition != nil {
+			r = &b.rings[e.parts[i]]
+		}
+		if r.full() {
+			switch b.keep {
+			case KeepFirst:
+				e.dropped = append(e.dropped, msgs[i])
+				b.emitted++
+				i++
+				continue
+			case KeepLast:
+				e.dropped = append(e.dropped, r.popFront())
+				b.buffered--
+			case Block:
+				if b.spaceCh == nil {
+					b.spaceCh = make(chan struct{})
+				}
+				ch := b.spaceCh
+				b.wakeConsumers()
+				b.mu.Unlock()
+				e.flushDrops()
+				select {
+				case <-ch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				b.mu.Lock()
+				if b.closed {
+					b.mu.Unlock()
+					return ErrClosed
+				}
+				continue
+			}
+		}
+		r.push(msgs[i])
+		b.buffered++
+		b.emitted++
+		i++
+	}
+	if b.buffered > b.maxBuffered {
+		b.maxBuffered = b.buffered
+	}
+	b.wakeConsumers()
+	b.mu.Unlock()
+	e.flushDrops()
+	return nil
+}
+
+func (e *Emitter[T]) partitionAll(msgs []Message[T]) {
+	b := e.b
+	e.parts = e.parts[:0]
+	for i := range msgs {
+		e.parts = append(e.parts, uint32(b.partitionOf(&msgs[i])))
+	}
+}
+
+// flushDrops counts, reports and forgets the messages this emitter dropped.
+func (e *Emitter[T]) flushDrops() {
+	if len(e.dropped) == 0 {
+		return
+	}
+	e.b.reportDrops(e.dropped)
+	clear(e.dropped)
+	e.dropped = e.dropped[:0]
+}
