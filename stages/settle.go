@@ -9,10 +9,10 @@ import (
 // to HandleFailed, groups messages by acknowledger and calls each once. Each
 // goroutine that acknowledges owns one, for its scratch space.
 type settler[T any] struct {
-	e              *Engine[T]
-	ok, failed     []Message[T]
-	gok, gfailed   []Message[T]
-	ackers         []Acknowledger[T]
+	e            *Engine[T]
+	ok, failed   []Message[T]
+	gok, gfailed []Message[T]
+	ackers       []Acknowledger[T]
 }
 
 func (s *settler[T]) init(e *Engine[T]) { s.e = e }

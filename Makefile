@@ -1,0 +1,52 @@
+# Causeway — see README.md. Two commands set everything up:
+#   make run    the reference topology on embedded defaults (no accounts, no internet)
+#   make test   every test, with -race, against a throwaway Postgres and in-process Kafka
+
+GO       ?= go
+PGDIR    ?= $(CURDIR)/.data/pg
+ARGS     ?=
+COUNT    ?= 5
+BENCH    ?= .
+BENCHTIME ?= 1s
+BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+
+export CGO_ENABLED := 1
+
+.PHONY: all build test test-short bench run lint fmt fuzz clean
+
+all: lint test
+
+build:
+	$(GO) build ./...
+
+## test: every test with -race; starts (and stops) a throwaway Postgres
+test:
+	scripts/with-pg $(PGDIR)-test -- $(GO) test -race -count=1 -timeout 15m ./...
+
+## test-short: the core packages only, no servers needed
+test-short:
+	$(GO) test -race -count=1 ./stages/... ./topology/...
+
+## bench: the benchmark tables (medians of COUNT runs, via benchstat)
+bench:
+	@mkdir -p .data
+	scripts/with-pg $(PGDIR)-bench -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
+	$(BENCHSTAT) -col /impl .data/bench.txt 2>/dev/null || $(BENCHSTAT) .data/bench.txt
+
+## run: the reference topology on embedded defaults; ARGS="..." passes flags
+run:
+	@echo "make run: the topology binary (cmd/causeway) is not built yet; see README.md" >&2; exit 1
+
+## lint: gofmt and go vet
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	-scripts/pg stop $(PGDIR)-test
+	-scripts/pg stop $(PGDIR)-bench
+	-scripts/pg stop $(PGDIR)
+	rm -rf .data
