@@ -209,6 +209,13 @@ func (b *Buffer[T]) Close() {
 		close(b.spaceCh)
 		b.spaceCh = nil
 	}
+	b.dropMu.Lock()
+	if b.unlogged > 0 && b.logger != nil {
+		b.logger.Warn("stages: producer buffer full, messages dropped",
+			"dropped", b.unlogged, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
+		b.unlogged = 0
+	}
+	b.dropMu.Unlock()
 }
 
 // SetRateLimit changes the rate limit; the zero RateLimit removes it. It

@@ -15,6 +15,11 @@ type processor[T any] struct {
 	direct  []Message[T]
 	settler settler[T]
 	chunks  uint64 // chunks handled
+
+	// Demand, as GenStage keeps it: pending counts messages asked for and
+	// not yet processed; when it falls to minDemand the processor asks for
+	// enough to be back at maxDemand.
+	pending, maxDemand, minDemand int
 }
 
 func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
@@ -26,9 +31,9 @@ func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
 	if h := e.cfg.Hooks.ProcessorStop; h != nil {
 		defer h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
 	}
-	maxD, minD := e.cfg.Processors.MaxDemand, e.cfg.Processors.MinDemand
-	e.buf.Ask(id, maxD)
-	pending := maxD // asked for and not yet processed
+	p.maxDemand, p.minDemand = e.cfg.Processors.MaxDemand, e.cfg.Processors.MinDemand
+	e.buf.Ask(id, p.maxDemand)
+	p.pending = p.maxDemand
 	for {
 		c := e.getChunk()
 		var err error
@@ -38,11 +43,6 @@ func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
 			return
 		}
 		p.handle(c.msgs)
-		pending -= len(c.msgs)
-		if pending <= minD {
-			e.buf.Ask(id, maxD-pending)
-			pending = maxD
-		}
 		if !p.dispatch(c) {
 			return
 		}
@@ -79,6 +79,10 @@ func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
 	defer func() {
 		if v := recover(); v != nil {
 			msgs[next].Fail(newPanicError(v))
+			if p.pending--; p.pending <= p.minDemand {
+				p.e.buf.Ask(p.id, p.maxDemand-p.pending)
+				p.pending = p.maxDemand
+			}
 			p.e.panics.Add(1)
 			p.e.procFail.Add(1)
 			p.e.cfg.Logger.Error("stages: processor handler panicked; message failed",
@@ -91,12 +95,15 @@ func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
 		m := &msgs[next]
 		m.reset()
 		m.table = table
-		if m.err != nil {
-			continue // failed before it got here (by its producer)
+		if m.err == nil { // else failed before it got here, by its producer
+			if err := handle(ctx, m); err != nil {
+				m.Fail(err)
+				p.e.procFail.Add(1)
+			}
 		}
-		if err := handle(ctx, m); err != nil {
-			m.Fail(err)
-			p.e.procFail.Add(1)
+		if p.pending--; p.pending <= p.minDemand {
+			p.e.buf.Ask(p.id, p.maxDemand-p.pending)
+			p.pending = p.maxDemand
 		}
 	}
 	return next

@@ -111,10 +111,12 @@ func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 	}
 }
 
-// Emit adds m to the buffer. With KeepLast and KeepFirst it never blocks
-// (a full buffer drops a message, counted); with Block it waits for room or
-// for ctx to end. It returns ErrClosed once the stage is draining: the
-// message was not taken.
+// Emit adds m to the buffer. Messages within the demand Demand told this
+// emitter are never dropped: if their buffer is full they wait for room.
+// Beyond that, with KeepLast and KeepFirst Emit never blocks (a full buffer
+// drops a message, counted) and with Block it waits for room or for ctx to
+// end. It returns ErrClosed once the stage is draining: the message was not
+// taken.
 func (e *Emitter[T]) Emit(ctx context.Context, m Message[T]) error {
 	e.one[0] = m
 	err := e.EmitAll(ctx, e.one[:])
@@ -155,7 +157,15 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 			r = &b.rings[e.parts[i]]
 		}
 		if r.full() {
-			switch b.keep {
+			// Messages within the demand this emitter was told were asked
+			// for: they wait for room rather than drop. That happens only
+			// with partitioned processors, whose partitions a producer
+			// cannot aim at.
+			keep := b.keep
+			if i < n {
+				keep = Block
+			}
+			switch keep {
 			case KeepFirst:
 				e.dropped = append(e.dropped, msgs[i])
 				b.emitted++

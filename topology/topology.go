@@ -44,7 +44,7 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 		HandleFailed:    s.HandleFailed,
 		ShutdownTimeout: s.ShutdownTimeout,
 		Hooks:           s.Hooks,
-		Logger:          s.Logger.With("topology", s.Name),
+		Logger:          s.Logger,
 	}
 	if s.DefaultBatcher != NoBatcher {
 		cfg.DefaultBatcher = s.DefaultBatcher
