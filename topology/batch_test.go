@@ -118,7 +118,7 @@ func TestSizeFuncBatchesByBytes(t *testing.T) {
 	})
 	run(t, top)
 	in := []string{strings.Repeat("a", 30), strings.Repeat("b", 30), strings.Repeat("c", 30), strings.Repeat("d", 30), // 120 bytes: 3 fit
-		strings.Repeat("e", 150), // alone: bigger than a batch
+		strings.Repeat("e", 150),                         // alone: bigger than a batch
 		strings.Repeat("f", 60), strings.Repeat("g", 40)} // exactly 100
 	p.Push(in...).Await(t, wait)
 	var sizes [][]int

@@ -411,4 +411,3 @@ func TestRunTwice(t *testing.T) {
 		t.Fatal("second Run succeeded")
 	}
 }
-
