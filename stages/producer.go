@@ -226,3 +226,28 @@ func (e *Emitter[T]) flushDrops() {
 	clear(e.dropped)
 	e.dropped = e.dropped[:0]
 }
+
+// FromSlice returns a pull producer that emits data in order, as demand
+// allows, and then finishes, so the topology drains and Run returns. It is
+// meant for examples, tests and replays of known data.
+func FromSlice[T any](data ...T) Producer[T] {
+	return ProducerFunc[T](func(ctx context.Context, out *Emitter[T]) error {
+		var buf []Message[T]
+		for len(data) > 0 {
+			n, err := out.Demand(ctx)
+			if err != nil {
+				return nil
+			}
+			n = min(n, len(data))
+			buf = buf[:0]
+			for _, d := range data[:n] {
+				buf = append(buf, Message[T]{Data: d})
+			}
+			if err := out.EmitAll(ctx, buf); err != nil {
+				return nil
+			}
+			data = data[n:]
+		}
+		return nil
+	})
+}
