@@ -37,14 +37,22 @@ func (r RetryPolicy) wait(attempt int) time.Duration {
 	return min(d, maxD)
 }
 
-// openBatch is a batch being filled, then handled.
+// openBatch is a batch being filled, then handled. It points into the
+// chunks processors took the messages into, and holds them until settled.
 type openBatch[T any] struct {
-	msgs      []Message[T]
+	msgs      []*Message[T]
+	holds     []hold[T]
 	key       string
 	partition int
 	size      int // sum of SizeFunc, or len(msgs)
 	deadline  time.Time
 	trigger   Trigger
+}
+
+// hold is n messages of a batch living in chunk c.
+type hold[T any] struct {
+	c *chunk[T]
+	n int32
 }
 
 type batchKey struct {
@@ -108,7 +116,7 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 	if cfg.SizeFunc != nil {
 		size = 16
 	}
-	b.pool.New = func() any { return &openBatch[T]{msgs: make([]Message[T], 0, size)} }
+	b.pool.New = func() any { return &openBatch[T]{msgs: make([]*Message[T], 0, size)} }
 	return b
 }
 
@@ -163,16 +171,18 @@ func (b *batcher[T]) close(ctx context.Context) {
 	}
 }
 
-// add puts a processor's messages into their open batches, handing over the
-// ones that fill up. It reports false if the topology was stopped hard.
-func (b *batcher[T]) add(ctx context.Context, msgs []Message[T]) bool {
+// add puts a processor's messages, which live in chunk c, into their open
+// batches, handing over the ones that fill up. The caller has taken one hold
+// on c per message; the batches keep them. It reports false if the topology
+// was stopped hard.
+func (b *batcher[T]) add(ctx context.Context, c *chunk[T], msgs []*Message[T]) bool {
 	b.received.Add(int64(len(msgs)))
 	b.pending.Add(int64(len(msgs)))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var now time.Time
 	for i := 0; i < len(msgs); {
-		m := &msgs[i]
+		m := msgs[i]
 		part := 0
 		if b.cfg.PartitionBy != nil {
 			part = int(b.cfg.PartitionBy(m) % uint64(b.cfg.Concurrency))
@@ -202,19 +212,21 @@ func (b *batcher[T]) add(ctx context.Context, msgs []Message[T]) bool {
 			b.arm(ob.deadline, now)
 		}
 		b.last = ob
+		j := i + 1
 		if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
-			// Copy the run of messages with this batch key that fits.
-			j := i + 1
+			// Take the run of messages with this batch key that fits.
 			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(msgs) && j < room && msgs[j].batchKey == ob.key; j++ {
 			}
-			ob.msgs = append(ob.msgs, msgs[i:j]...)
-			ob.size += j - i
-			i = j
-		} else {
-			ob.msgs = append(ob.msgs, *m)
-			ob.size += size
-			i++
+			size = j - i
 		}
+		ob.msgs = append(ob.msgs, msgs[i:j]...)
+		if h := len(ob.holds) - 1; h >= 0 && ob.holds[h].c == c {
+			ob.holds[h].n += int32(j - i)
+		} else {
+			ob.holds = append(ob.holds, hold[T]{c, int32(j - i)})
+		}
+		ob.size += size
+		i = j
 		if ob.size >= b.cfg.BatchSize {
 			if !b.flushLocked(ctx, ob, TriggerSize) {
 				return false
@@ -315,7 +327,12 @@ func (b *batcher[T]) runProcessor(ctx context.Context, in <-chan *openBatch[T]) 
 			}
 			bp.process(ob)
 			n := len(ob.msgs)
-			ob.msgs = ob.msgs[:0] // stale messages are overwritten on reuse
+			for _, h := range ob.holds {
+				b.e.release(h.c, h.n)
+			}
+			clear(ob.holds)
+			clear(ob.msgs)
+			ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
 			b.pool.Put(ob)
 			b.pending.Add(-int64(n))
 		case <-ctx.Done():
@@ -364,13 +381,14 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 }
 
 // attempt calls the handler on the messages of bp.set and records each
-// one's outcome in its status.
-func (bp *batchProcessor[T]) attempt(msgs []Message[T], info BatchInfo) {
+// one's outcome in its status. The handler gets its own copy of the pointer
+// list, so whatever it does to the slice, msgs still names every message.
+func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 	b := bp.b
 	ptrs := bp.ptrs[:0]
 	for _, s := range bp.set {
 		msgs[s].slot = s
-		ptrs = append(ptrs, &msgs[s])
+		ptrs = append(ptrs, msgs[s])
 	}
 	bp.ptrs = ptrs
 	bp.batch = Batch[T]{Messages: ptrs, BatchInfo: info}
@@ -404,7 +422,7 @@ func (bp *batchProcessor[T]) attempt(msgs []Message[T], info BatchInfo) {
 
 // failMissing fails the messages of the attempt that the handler left out
 // of the batch it returned.
-func (bp *batchProcessor[T]) failMissing(msgs []Message[T], got []*Message[T]) {
+func (bp *batchProcessor[T]) failMissing(msgs []*Message[T], got []*Message[T]) {
 	if cap(bp.seen) < len(msgs) {
 		bp.seen = make([]bool, len(msgs))
 	}
@@ -414,7 +432,7 @@ func (bp *batchProcessor[T]) failMissing(msgs []Message[T], got []*Message[T]) {
 		if p == nil {
 			continue
 		}
-		if s := p.slot; s >= 0 && int(s) < len(msgs) && &msgs[s] == p {
+		if s := p.slot; s >= 0 && int(s) < len(msgs) && msgs[s] == p {
 			seen[s] = true
 		}
 	}

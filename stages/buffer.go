@@ -65,6 +65,10 @@ type Buffer[T any] struct {
 	waiting   []int // consumers blocked in Take, oldest first
 	isWaiting []bool
 	wake      []chan struct{}
+	// inbox holds the slice a waiting consumer takes into: while the buffer
+	// is empty, emitters copy straight into it, saving a trip through the
+	// ring.
+	inbox [][]Message[T]
 	demandCh  chan struct{} // closed when demand grows; producers wait on it
 	spaceCh   chan struct{} // closed when room frees; Block emitters wait on it
 
@@ -93,6 +97,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		outstanding: make([]int, cfg.Consumers),
 		isWaiting:   make([]bool, cfg.Consumers),
 		wake:        make([]chan struct{}, cfg.Consumers),
+		inbox:       make([][]Message[T], cfg.Consumers),
 		rate:        cfg.RateLimit,
 		onDrop:      cfg.OnDrop,
 		onDemand:    cfg.OnDemand,
@@ -178,13 +183,53 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			b.isWaiting[id] = true
 			b.waiting = append(b.waiting, id)
 		}
+		n := len(dst)
+		b.inbox[id] = dst
 		b.mu.Unlock()
+		var err error
 		select {
 		case <-b.wake[id]:
 		case <-ctx.Done():
-			return dst, ctx.Err()
+			err = ctx.Err()
+		}
+		b.mu.Lock()
+		dst = b.inbox[id]
+		b.inbox[id] = nil
+		b.mu.Unlock()
+		if len(dst) > n {
+			return dst, nil // delivered directly; an ended ctx shows next time
+		}
+		if err != nil {
+			return dst, err
 		}
 	}
+}
+
+// deliverDirect copies msgs straight into the inboxes of waiting consumers,
+// oldest waiter first, as far as their demand goes, and returns how many it
+// delivered. It is only used while the buffer is empty, unpartitioned and
+// not rate limited, so FIFO order and the limits hold. b.mu must be held.
+func (b *Buffer[T]) deliverDirect(msgs []Message[T]) int {
+	i, w := 0, 0
+	for ; w < len(b.waiting) && i < len(msgs); w++ {
+		id := b.waiting[w]
+		k := min(b.outstanding[id], len(msgs)-i)
+		if k == 0 || b.inbox[id] == nil {
+			break
+		}
+		b.inbox[id] = append(b.inbox[id], msgs[i:i+k]...)
+		b.outstanding[id] -= k
+		b.total -= k
+		b.delivered += int64(k)
+		b.emitted += int64(k)
+		b.isWaiting[id] = false
+		b.signal(id)
+		i += k
+	}
+	if w > 0 {
+		b.waiting = b.waiting[:copy(b.waiting, b.waiting[w:])]
+	}
+	return i
 }
 
 // Close stops the buffer taking input: emitters get ErrClosed, and Take
@@ -466,12 +511,13 @@ func (r *ring[T]) popFront() Message[T] {
 	return m
 }
 
-// popInto moves the k oldest messages to the end of dst.
+// popInto moves the k oldest messages to the end of dst. The slots are not
+// cleared: a full buffer holds Size messages anyway, so stale ones never
+// raise the memory bound, and they are overwritten as the ring turns.
 func (r *ring[T]) popInto(dst []Message[T], k int) []Message[T] {
 	for k > 0 {
 		end := min(r.head+k, len(r.buf))
 		dst = append(dst, r.buf[r.head:end]...)
-		clear(r.buf[r.head:end])
 		moved := end - r.head
 		k -= moved
 		r.n -= moved

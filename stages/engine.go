@@ -25,7 +25,7 @@ type EngineConfig[T any] struct {
 	DefaultBatcher string
 	// HandleFailed sees failed messages before they are acknowledged. It may
 	// change them (their Acker too). A panic is logged and contained.
-	HandleFailed    func(ctx context.Context, failed []Message[T])
+	HandleFailed    func(ctx context.Context, failed []*Message[T])
 	ShutdownTimeout time.Duration
 	Hooks           Hooks
 	Logger          *slog.Logger
@@ -82,7 +82,13 @@ type Engine[T any] struct {
 	failed    atomic.Int64
 }
 
-type chunk[T any] struct{ msgs []Message[T] }
+// chunk is the storage a processor takes messages into. Batches point into
+// it rather than copying messages, so it goes back to the pool only when the
+// processor and every batch holding its messages have let go.
+type chunk[T any] struct {
+	msgs []Message[T]
+	refs atomic.Int32
+}
 
 // NewEngine returns an engine for cfg.
 func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
@@ -272,6 +278,13 @@ func (e *Engine[T]) getChunk() *chunk[T] { return e.chunks.Get().(*chunk[T]) }
 func (e *Engine[T]) putChunk(c *chunk[T]) {
 	c.msgs = c.msgs[:0]
 	e.chunks.Put(c)
+}
+
+// release drops n holds on c and recycles it when none are left.
+func (e *Engine[T]) release(c *chunk[T], n int32) {
+	if c.refs.Add(-n) == 0 {
+		e.putChunk(c)
+	}
 }
 
 func newPanicError(v any) *PanicError {

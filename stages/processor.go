@@ -11,8 +11,10 @@ type processor[T any] struct {
 	e       *Engine[T]
 	id      int
 	ctx     context.Context
-	out     []*chunk[T] // per batcher: copies waiting to be sent
-	direct  []Message[T]
+	routed  [][]*Message[T] // per batcher: messages of the chunk routed there
+	copies  []*chunk[T]     // per batcher: fan-out copies
+	ptrs    []*Message[T]
+	direct  []*Message[T]
 	settler settler[T]
 	chunks  uint64 // chunks handled
 
@@ -23,7 +25,8 @@ type processor[T any] struct {
 }
 
 func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
-	p := &processor[T]{e: e, id: id, ctx: ctx, out: make([]*chunk[T], len(e.batchers))}
+	p := &processor[T]{e: e, id: id, ctx: ctx,
+		routed: make([][]*Message[T], len(e.batchers)), copies: make([]*chunk[T], len(e.batchers))}
 	p.settler.init(e)
 	if h := e.cfg.Hooks.ProcessorStart; h != nil {
 		h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
@@ -109,11 +112,15 @@ func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
 	return next
 }
 
-// dispatch sends the chunk's messages on to their batchers and settles the
-// ones that go nowhere. It reports false if the topology was stopped hard.
+// dispatch sends the chunk's messages on to their batchers, which keep
+// pointers to them, and settles the ones that go nowhere. A message routed
+// to several batchers is copied once per batcher, each copy tracking the
+// shared outcome. It reports false if the topology was stopped hard.
 func (p *processor[T]) dispatch(c *chunk[T]) bool {
 	e := p.e
 	msgs := c.msgs
+	c.refs.Store(1) // the processor's own hold, released below
+	defer e.release(c, 1)
 	// Fast path: every message is healthy and goes to the same single batcher.
 	if len(msgs) > 0 && len(e.batchers) > 0 {
 		r := msgs[0].effectiveRoutes()
@@ -122,50 +129,72 @@ func (p *processor[T]) dispatch(c *chunk[T]) bool {
 			uniform = msgs[i].err == nil && msgs[i].effectiveRoutes() == r
 		}
 		if uniform {
+			ptrs := p.ptrs[:0]
+			for i := range msgs {
+				ptrs = append(ptrs, &msgs[i])
+			}
+			p.ptrs = ptrs
 			e.forwarded.Add(int64(len(msgs)))
-			ok := e.batchers[bits.TrailingZeros64(r)].add(p.ctx, msgs)
-			e.putChunk(c)
-			return ok
+			c.refs.Add(int32(len(msgs)))
+			return e.batchers[bits.TrailingZeros64(r)].add(p.ctx, c, ptrs)
 		}
 	}
-	p.direct = p.direct[:0]
+	direct := p.direct[:0]
 	forwarded := 0
 	for i := range msgs {
 		m := &msgs[i]
 		r := m.effectiveRoutes()
 		if m.err != nil || r == 0 {
-			p.direct = append(p.direct, *m)
+			direct = append(direct, m)
 			continue
 		}
-		if r&(r-1) != 0 {
-			m.fan = newFanout(bits.OnesCount64(r))
+		if r&(r-1) == 0 {
+			b := bits.TrailingZeros64(r)
+			p.routed[b] = append(p.routed[b], m)
+			forwarded++
+			continue
 		}
+		m.fan = newFanout(bits.OnesCount64(r))
 		for r != 0 {
 			b := bits.TrailingZeros64(r)
 			r &= r - 1
-			if p.out[b] == nil {
-				p.out[b] = e.getChunk()
+			if p.copies[b] == nil {
+				p.copies[b] = e.getChunk()
+				p.copies[b].refs.Store(1)
 			}
-			p.out[b].msgs = append(p.out[b].msgs, *m)
+			p.copies[b].msgs = append(p.copies[b].msgs, *m)
 			forwarded++
 		}
 	}
-	e.putChunk(c)
+	p.direct = direct
 	e.forwarded.Add(int64(forwarded))
 	ok := true
-	for b, oc := range p.out {
-		if oc == nil {
-			continue
+	for b := range e.batchers {
+		if ptrs := p.routed[b]; len(ptrs) > 0 {
+			c.refs.Add(int32(len(ptrs)))
+			if ok {
+				ok = e.batchers[b].add(p.ctx, c, ptrs)
+			}
+			clear(ptrs)
+			p.routed[b] = ptrs[:0]
 		}
-		p.out[b] = nil
-		if ok {
-			ok = e.batchers[b].add(p.ctx, oc.msgs)
+		if cc := p.copies[b]; cc != nil {
+			p.copies[b] = nil
+			ptrs := p.ptrs[:0]
+			for i := range cc.msgs {
+				ptrs = append(ptrs, &cc.msgs[i])
+			}
+			p.ptrs = ptrs
+			cc.refs.Add(int32(len(ptrs)))
+			if ok {
+				ok = e.batchers[b].add(p.ctx, cc, ptrs)
+			}
+			e.release(cc, 1)
 		}
-		e.putChunk(oc)
 	}
-	if len(p.direct) > 0 {
-		p.settler.settle(p.ctx, p.direct, nil)
-		clear(p.direct)
+	if len(direct) > 0 {
+		p.settler.settle(p.ctx, direct, nil)
+		clear(direct)
 	}
 	return ok
 }

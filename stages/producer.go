@@ -145,11 +145,14 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 	b.promised -= n
 	i := 0
 	if b.partition == nil {
-		// Fast path: copy what fits in one go.
-		k := b.rings[0].pushAll(msgs)
+		if b.rings[0].n == 0 && len(b.waiting) > 0 && !b.rate.Enabled() {
+			i = b.deliverDirect(msgs)
+		}
+		// Copy what fits in one go.
+		k := b.rings[0].pushAll(msgs[i:])
 		b.buffered += k
 		b.emitted += int64(k)
-		i = k
+		i += k
 	}
 	for i < len(msgs) {
 		r := &b.rings[0]

@@ -10,8 +10,8 @@ import (
 // goroutine that acknowledges owns one, for its scratch space.
 type settler[T any] struct {
 	e            *Engine[T]
-	ok, failed   []Message[T]
-	gok, gfailed []Message[T]
+	ok, failed   []*Message[T]
+	gok, gfailed []*Message[T]
 	ackers       []Acknowledger[T]
 }
 
@@ -20,7 +20,7 @@ func (s *settler[T]) init(e *Engine[T]) { s.e = e }
 // settle acknowledges msgs. Messages that are one of several fan-out copies
 // count only when they are the last copy to finish. bs, if not nil, gets the
 // outcome of every copy.
-func (s *settler[T]) settle(ctx context.Context, msgs []Message[T], bs *batcher[T]) {
+func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher[T]) {
 	if len(msgs) == 0 {
 		return
 	}
@@ -28,8 +28,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []Message[T], bs *batcher[
 	first := msgs[0].Acker
 	same := true
 	copiesFailed := 0
-	for i := range msgs {
-		m := &msgs[i]
+	for _, m := range msgs {
 		if m.err != nil {
 			copiesFailed++
 		}
@@ -66,13 +65,14 @@ func (s *settler[T]) settle(ctx context.Context, msgs []Message[T], bs *batcher[
 	}
 
 	ok, failed := s.ok[:0], s.failed[:0]
-	for i := range msgs {
-		switch m := &msgs[i]; {
+	for _, m := range msgs {
+		switch {
 		case m.slot < 0:
+			m.slot = 0
 		case m.err != nil:
-			failed = append(failed, *m)
+			failed = append(failed, m)
 		default:
-			ok = append(ok, *m)
+			ok = append(ok, m)
 		}
 	}
 	if len(failed) > 0 && s.e.cfg.HandleFailed != nil {
@@ -87,7 +87,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []Message[T], bs *batcher[
 }
 
 // group calls each acknowledger once with its share of ok and failed.
-func (s *settler[T]) group(ok, failed []Message[T]) {
+func (s *settler[T]) group(ok, failed []*Message[T]) {
 	ackers := s.ackers[:0]
 	seen := func(a Acknowledger[T]) bool {
 		for _, x := range ackers {
@@ -97,7 +97,7 @@ func (s *settler[T]) group(ok, failed []Message[T]) {
 		}
 		return false
 	}
-	for _, list := range [2][]Message[T]{ok, failed} {
+	for _, list := range [2][]*Message[T]{ok, failed} {
 		for i := range list {
 			if a := list[i].Acker; a != nil && !seen(a) {
 				ackers = append(ackers, a)
@@ -129,7 +129,7 @@ func (s *settler[T]) group(ok, failed []Message[T]) {
 	s.ackers = ackers[:0]
 }
 
-func (s *settler[T]) ack(a Acknowledger[T], ok, failed []Message[T]) {
+func (s *settler[T]) ack(a Acknowledger[T], ok, failed []*Message[T]) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.e.cfg.Logger.Error("stages: acknowledger panicked; its messages count as acknowledged",
@@ -140,7 +140,7 @@ func (s *settler[T]) ack(a Acknowledger[T], ok, failed []Message[T]) {
 	a.Ack(ok, failed)
 }
 
-func (s *settler[T]) handleFailed(ctx context.Context, failed []Message[T]) {
+func (s *settler[T]) handleFailed(ctx context.Context, failed []*Message[T]) {
 	defer func() {
 		if v := recover(); v != nil {
 			s.e.cfg.Logger.Error("stages: HandleFailed panicked; the messages are still acknowledged as failed",

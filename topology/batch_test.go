@@ -289,7 +289,7 @@ func TestGroupedAckAndHandleFailedFirst(t *testing.T) {
 				}
 				return nil
 			}}},
-		HandleFailed: func(_ context.Context, failed []stages.Message[int]) {
+		HandleFailed: func(_ context.Context, failed []*stages.Message[int]) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, m := range failed {
@@ -388,7 +388,7 @@ func TestBatchInfoAndFailures(t *testing.T) {
 
 type panicAcker struct{}
 
-func (panicAcker) Ack(ok, failed []stages.Message[int]) { panic("acker down") }
+func (panicAcker) Ack(ok, failed []*stages.Message[int]) { panic("acker down") }
 
 // A panicking acknowledger or HandleFailed is contained: the other ack
 // groups still run and the messages still count as acknowledged.
@@ -416,7 +416,7 @@ func TestPanickingAckerAndHandleFailedAreContained(t *testing.T) {
 			}
 			return nil
 		}}},
-		HandleFailed: func(context.Context, []stages.Message[int]) { panic("dead letter queue down") },
+		HandleFailed: func(context.Context, []*stages.Message[int]) { panic("dead letter queue down") },
 	})
 	if err := top.Run(context.Background()); err != nil {
 		t.Fatal(err)

@@ -20,10 +20,10 @@ import (
 // payload (shared, as a network buffer would be).
 type benchMsg struct {
 	ID      int64
-	Payload []byte
+	Payload [200]byte
 }
 
-var payload = make([]byte, 200)
+var payload [200]byte
 
 const benchBatch = 100
 
@@ -86,7 +86,7 @@ func measure(b *testing.B, run impl, procs int, work func(*benchMsg)) float64 {
 
 func runCauseway(n, procs int, work func(*benchMsg)) int64 {
 	var acked atomic.Int64
-	acker := stages.AckFunc[benchMsg](func(ok, failed []stages.Message[benchMsg]) {
+	acker := stages.AckFunc[benchMsg](func(ok, failed []*stages.Message[benchMsg]) {
 		acked.Add(int64(len(ok) + len(failed)))
 	})
 	producer := stages.ProducerFunc[benchMsg](func(ctx context.Context, out *stages.Emitter[benchMsg]) error {

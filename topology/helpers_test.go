@@ -128,7 +128,7 @@ func newAckLog(want int) *ackLog {
 	return &ackLog{ok: map[int]int{}, fail: map[int]error{}, done: make(chan struct{}), want: want}
 }
 
-func (a *ackLog) Ack(ok, failed []stages.Message[int]) {
+func (a *ackLog) Ack(ok, failed []*stages.Message[int]) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls++

@@ -34,7 +34,7 @@ type Spec[T any] struct {
 	// acknowledged (once per batch or processor chunk): to log them, send
 	// them to a dead-letter queue, or change their Acker. A panic in it is
 	// logged and the messages are still acknowledged as failed.
-	HandleFailed func(ctx context.Context, failed []stages.Message[T])
+	HandleFailed func(ctx context.Context, failed []*stages.Message[T])
 	// ShutdownTimeout bounds the drain after Run's context ends. Default 30s.
 	ShutdownTimeout time.Duration
 	// Hooks are optional callbacks on stage events.

@@ -47,7 +47,7 @@ func TestSourceFeedsTopologyAndConvertsOrFails(t *testing.T) {
 			}
 			return nil
 		}}},
-		HandleFailed: func(_ context.Context, ms []stages.Message[int]) {
+		HandleFailed: func(_ context.Context, ms []*stages.Message[int]) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, m := range ms {

@@ -128,12 +128,16 @@ type Pending[T any] struct {
 }
 
 // Ack records acknowledgements; it implements stages.Acknowledger.
-func (p *Pending[T]) Ack(successful, failed []stages.Message[T]) {
+func (p *Pending[T]) Ack(successful, failed []*stages.Message[T]) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls++
-	p.successful = append(p.successful, successful...)
-	p.failed = append(p.failed, failed...)
+	for _, m := range successful {
+		p.successful = append(p.successful, *m)
+	}
+	for _, m := range failed {
+		p.failed = append(p.failed, *m)
+	}
 	if got := len(p.successful) + len(p.failed); got >= p.want && p.want > 0 {
 		select {
 		case <-p.done:
