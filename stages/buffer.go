@@ -68,9 +68,9 @@ type Buffer[T any] struct {
 	// inbox holds the slice a waiting consumer takes into: while the buffer
 	// is empty, emitters copy straight into it, saving a trip through the
 	// ring.
-	inbox [][]Message[T]
-	demandCh  chan struct{} // closed when demand grows; producers wait on it
-	spaceCh   chan struct{} // closed when room frees; Block emitters wait on it
+	inbox    [][]Message[T]
+	demandCh chan struct{} // closed when demand grows; producers wait on it
+	spaceCh  chan struct{} // closed when room frees; Block emitters wait on it
 
 	rate        RateLimit
 	windowStart time.Time
