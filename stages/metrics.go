@@ -12,14 +12,14 @@ type Histogram struct {
 	bounds []int64 // upper bounds, inclusive, in the unit of observation
 	counts []atomic.Uint64
 	sum    atomic.Int64
-	scale  float64 // multiplies bounds and sum into the snapshot's unit
+	div    float64 // divides bounds and sum into the snapshot's unit
 }
 
 // NewHistogram returns a histogram with the given inclusive upper bounds
-// (ascending), plus an overflow bucket. Bounds and the sum are multiplied by
-// scale in snapshots (for example 1e-9 to report nanoseconds as seconds).
-func NewHistogram(bounds []int64, scale float64) *Histogram {
-	return &Histogram{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1), scale: scale}
+// (ascending), plus an overflow bucket. Bounds and the sum are divided by
+// div in snapshots (for example 1e9 to report nanoseconds as seconds).
+func NewHistogram(bounds []int64, div float64) *Histogram {
+	return &Histogram{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1), div: div}
 }
 
 // NewLatencyHistogram returns a histogram of durations from 1µs to ~30s,
@@ -29,7 +29,7 @@ func NewLatencyHistogram() *Histogram {
 	for d := time.Microsecond; d <= 30*time.Second; d *= 2 {
 		b = append(b, int64(d))
 	}
-	return NewHistogram(b, 1e-9)
+	return NewHistogram(b, 1e9)
 }
 
 // NewSizeHistogram returns a histogram of counts from 1 to ~1M.
@@ -60,10 +60,10 @@ func (h *Histogram) Snapshot() HistogramSnapshot {
 	s := HistogramSnapshot{
 		Bounds: make([]float64, len(h.bounds)),
 		Counts: make([]uint64, len(h.counts)),
-		Sum:    float64(h.sum.Load()) * h.scale,
+		Sum:    float64(h.sum.Load()) / h.div,
 	}
 	for i, b := range h.bounds {
-		s.Bounds[i] = float64(b) * h.scale
+		s.Bounds[i] = float64(b) / h.div
 	}
 	for i := range h.counts {
 		c := h.counts[i].Load()
