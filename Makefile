@@ -31,7 +31,7 @@ test-short:
 bench:
 	@mkdir -p .data
 	scripts/with-pg $(PGDIR)-bench -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
-	$(BENCHSTAT) -col /impl .data/bench.txt 2>/dev/null || $(BENCHSTAT) .data/bench.txt
+	$(BENCHSTAT) .data/bench.txt
 
 ## run: the reference topology on embedded defaults; ARGS="..." passes flags
 run:
