@@ -30,10 +30,10 @@ type Message[T any] struct {
 	err      error
 	batchKey string
 	routes   uint64 // bit i set: routed to batcher i of the routing table
-	routed   bool   // Route was called
 	table    *RouteTable
 	fan      *fanout
 	slot     int32 // index within the batch being handled
+	routed   bool  // Route was called
 }
 
 // ErrFailed is the error a message carries when it was failed with a nil
