@@ -124,4 +124,3 @@ func cut(s string) string {
 	}
 	return s
 }
-
