@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -582,6 +583,8 @@ type Stats struct {
 	// LateAcks counts acknowledgements ignored because their partition had
 	// been revoked since the record was consumed.
 	LateAcks int64
+	// Partitions are the partitions this member holds, by topic, sorted.
+	Partitions map[string][]int32
 	// Committed is the last committed offset of each partition this member
 	// holds (the next offset the group will read).
 	Committed map[string]map[int32]int64
@@ -589,10 +592,12 @@ type Stats struct {
 
 // Stats returns a snapshot of the consumer's counters.
 func (c *Consumer[T]) Stats() Stats {
-	s := Stats{Consumed: c.consumed.Load(), LateAcks: c.late.Load(), Committed: map[string]map[int32]int64{}}
+	s := Stats{Consumed: c.consumed.Load(), LateAcks: c.late.Load(),
+		Partitions: map[string][]int32{}, Committed: map[string]map[int32]int64{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, st := range c.parts {
+		s.Partitions[k.topic] = append(s.Partitions[k.topic], k.partition)
 		if st.committed < 0 {
 			continue
 		}
@@ -600,6 +605,9 @@ func (c *Consumer[T]) Stats() Stats {
 			s.Committed[k.topic] = map[int32]int64{}
 		}
 		s.Committed[k.topic][k.partition] = st.committed
+	}
+	for _, ps := range s.Partitions {
+		slices.Sort(ps)
 	}
 	return s
 }
