@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,14 +55,7 @@ func New(opts ...kfake.Opt) (*Cluster, error) {
 		return nil, err
 	}
 	addrs := c.ListenAddrs()
-	brokers := ""
-	for i, a := range addrs {
-		if i > 0 {
-			brokers += ","
-		}
-		brokers += a
-	}
-	return &Cluster{Cluster: c, Brokers: brokers}, nil
+	return &Cluster{Cluster: c, Brokers: strings.Join(addrs, ",")}, nil
 }
 
 // FreePort returns a loopback TCP port nothing listens on right now.
@@ -80,7 +74,7 @@ func FreePort(t testing.TB) int {
 // ends.
 func (c *Cluster) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers)}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(c.Brokers, ",")...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +117,7 @@ func (c *Cluster) Produce(t testing.TB, records ...*kgo.Record) {
 
 // ReadAll returns every record topic holds now, by partition then offset.
 func (c *Cluster) ReadAll(ctx context.Context, topic string) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.Brokers, ",")...))
 	if err != nil {
 		return nil, err
 	}
