@@ -107,7 +107,9 @@ func TestGroupSharesWorkAndTakesOver(t *testing.T) {
 		return a.top.Stats().Acked >= 500 && b.top.Stats().Acked >= 500
 	})
 	// Each worked only on its own partitions.
-	subset := func(xs, of []int32) bool { return !slices.ContainsFunc(xs, func(p int32) bool { return !slices.Contains(of, p) }) }
+	subset := func(xs, of []int32) bool {
+		return !slices.ContainsFunc(xs, func(p int32) bool { return !slices.Contains(of, p) })
+	}
 	if pa, pb := a.partitions(), b.partitions(); !subset(pa, assignedA) || !subset(pb, assignedB) {
 		t.Fatalf("members handled partitions %v and %v, holding %v and %v", pa, pb, assignedA, assignedB)
 	}
