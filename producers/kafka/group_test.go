@@ -46,14 +46,25 @@ func (m *member) partitions() []int32 {
 // is at least once and the sink idempotent: every record is in the table
 // exactly once.
 func TestGroupSharesWorkAndTakesOver(t *testing.T) {
-	t.Parallel()
+	for _, strategy := range []string{"cooperative-sticky", "range"} {
+		t.Run(strategy, func(t *testing.T) {
+			t.Parallel()
+			testGroupTakeover(t, strategy)
+		})
+	}
+}
+
+func testGroupTakeover(t *testing.T, strategy string) {
 	pool, _ := pgtest.Schema(t)
 	c := kafkatest.Start(t, kfake.SeedTopics(4, "events"))
 	const n = 4000
 
 	newMember := func(name string) *member {
 		m := &member{name: name, parts: map[int32]bool{}}
-		m.cons = newConsumer(t, c, "loaders", nil)
+		m.cons = newConsumer(t, c, "loaders", func(cfg *kafka.Config[string]) {
+			cfg.Properties = maps.Clone(fastGroup)
+			cfg.Properties["partition.assignment.strategy"] = strategy
+		})
 		sink, err := pgsink.New(t.Context(), pgsink.Config[string]{
 			Pool:    pool,
 			Table:   "records",
@@ -185,4 +196,110 @@ func TestGroupSharesWorkAndTakesOver(t *testing.T) {
 		t.Fatalf("the members acknowledged %d records in all, fewer than the %d in the table", handled, n)
 	}
 	t.Logf("a acknowledged %d, b %d; %d redelivered after the takeover", a.top.Stats().Acked, b.top.Stats().Acked, handled-n)
+}
+
+// TestLateAcksAfterRevocation: member a holds a batch of each partition
+// when b joins and takes one of them. a's revocation waits RevokeTimeout,
+// commits up to the held batch and lets the partition go; b resumes exactly
+// at that commit. When a's batches are released, its acknowledgements for
+// the partition it lost are ignored (counted as late), and the group's
+// commits stay b's.
+func TestLateAcksAfterRevocation(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t, kfake.SeedTopics(2, "events"))
+	produce(t, c, "events", 0, 200)
+	ends := endOffsets(t, c, "events")
+	if ends[0] < 10 || ends[1] < 10 {
+		t.Fatalf("end offsets %v: want at least 10 records per partition", ends)
+	}
+	short := func(cfg *kafka.Config[string]) { cfg.RevokeTimeout = 200 * time.Millisecond }
+
+	a := newConsumer(t, c, "g", short)
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	held := make(chan int32, 2)
+	colA := newCollector()
+	colA.hold = func(m *stages.Message[string]) {
+		if md := m.Metadata.(*kafka.Metadata); md.Offset == 5 {
+			held <- md.Partition
+			<-release
+		}
+	}
+	// One processor and one batch processor per partition, so each
+	// partition's batch holding offset 5 blocks only that partition.
+	byPartition := func(m *stages.Message[string]) uint64 { return uint64(m.Metadata.(*kafka.Metadata).Partition) }
+	topA, err := topology.New(topology.Spec[string]{
+		Name:       "a",
+		Producer:   topology.ProducerSpec[string]{Producer: a, Keep: stages.Block},
+		Processors: topology.ProcessorSpec[string]{Concurrency: 2, PartitionBy: byPartition},
+		Batchers: map[string]topology.BatcherSpec[string]{
+			"sink": {BatchSize: 10, BatchTimeout: 10 * time.Millisecond, Concurrency: 2, PartitionBy: byPartition, Handle: colA.handle},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA := topologytest.Start(t, topA)
+	t.Cleanup(free) // before the topology stops
+	<-held
+	<-held
+	if got := a.Stats().Partitions["events"]; len(got) != 2 {
+		t.Fatalf("a holds %v, want both partitions", got)
+	}
+
+	b := newConsumer(t, c, "g", short)
+	colB := newCollector()
+	topB, stopB := startTopology(t, b, colB.handle, topoOpts{})
+	var moved int32
+	waitFor(t, 60*time.Second, "b to take a partition", func() bool {
+		pb := b.Stats().Partitions["events"]
+		if len(pb) == 1 && len(a.Stats().Partitions["events"]) == 1 {
+			moved = pb[0]
+			return true
+		}
+		return false
+	})
+	// a committed the moved partition up to its held batch, no further.
+	from := committed(t, c, "g", "events")[moved]
+	if from > 5 {
+		t.Fatalf("partition %d committed at %d, past a's unacknowledged offset 5", moved, from)
+	}
+	from = max(from, 0) // nothing committed: b starts at the beginning
+	waitFor(t, 60*time.Second, "b to consume the moved partition", func() bool {
+		return topB.Stats().Acked >= ends[moved]-from
+	})
+	free()
+	waitFor(t, 60*time.Second, "a to finish its partition", func() bool {
+		return committed(t, c, "g", "events")[1-moved] == ends[1-moved]
+	})
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopB(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Stats().LateAcks == 0 {
+		t.Fatal("a counted no late acknowledgement for the partition it lost")
+	}
+	// b read the moved partition from the commit, each record once, to its end.
+	var offs []int64
+	for _, r := range colB.records() {
+		if r.Partition != moved {
+			t.Fatalf("b handled %v of a partition it never held", r)
+		}
+		offs = append(offs, r.Offset)
+	}
+	slices.Sort(offs)
+	want := make([]int64, 0, ends[moved]-from)
+	for o := from; o < ends[moved]; o++ {
+		want = append(want, o)
+	}
+	if !slices.Equal(offs, want) {
+		t.Fatalf("b handled %d offsets %v… of partition %d, want %d..%d once each", len(offs), offs[:min(5, len(offs))], moved, from, ends[moved]-1)
+	}
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, ends) {
+		t.Fatalf("committed %v, want the end offsets %v", got, ends)
+	}
+	t.Logf("a: %d acked, %d late acks ignored; b: %d acked from offset %d", topA.Stats().Acked, a.Stats().LateAcks, topB.Stats().Acked, from)
 }
