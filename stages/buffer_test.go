@@ -39,7 +39,7 @@ func equal(a, b []int) bool {
 func TestBufferTakeNeverExceedsDemand(t *testing.T) {
 	b := NewBuffer(BufferConfig[int]{Size: 100, Consumers: 2})
 	em := b.NewEmitter()
-	if err := em.EmitAll(context.Background(), msgs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)); err != nil {
+	if _, err := em.EmitAll(context.Background(), msgs(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)); err != nil {
 		t.Fatal(err)
 	}
 	b.Ask(0, 3)
@@ -146,7 +146,10 @@ func TestBufferBlockWaitsForRoom(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := NewBuffer(BufferConfig[int]{Size: 2, Consumers: 1, Keep: Block})
 		done := make(chan error, 1)
-		go func() { done <- b.NewEmitter().EmitAll(context.Background(), msgs(1, 2, 3, 4)) }()
+		go func() {
+			_, err := b.NewEmitter().EmitAll(context.Background(), msgs(1, 2, 3, 4))
+			done <- err
+		}()
 		synctest.Wait()
 		select {
 		case err := <-done:
@@ -246,7 +249,10 @@ func TestBufferPromisedMessagesAreNotDropped(t *testing.T) {
 			t.Fatalf("demand %d, want 4", n)
 		}
 		done := make(chan error, 1)
-		go func() { done <- em.EmitAll(context.Background(), msgs(1, 2, 3, 4)) }()
+		go func() {
+			_, err := em.EmitAll(context.Background(), msgs(1, 2, 3, 4))
+			done <- err
+		}()
 		synctest.Wait()
 		got, _ := b.Take(context.Background(), 0, nil)
 		synctest.Wait()
@@ -261,6 +267,33 @@ func TestBufferPromisedMessagesAreNotDropped(t *testing.T) {
 		got, _ = b.Take(context.Background(), 0, got)
 		if !equal(data(got), []int{1, 2, 3, 4}) {
 			t.Fatalf("got %v, want [1 2 3 4]", data(got))
+		}
+	})
+}
+
+// EmitAll reports how many messages it took when the stage closes while it
+// waits for room, so an at-least-once producer knows what entered.
+func TestBufferEmitAllCountsWhatItTookBeforeClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBuffer(BufferConfig[int]{Size: 2, Consumers: 1, Keep: Block})
+		type result struct {
+			n   int
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			n, err := b.NewEmitter().EmitAll(context.Background(), msgs(1, 2, 3, 4, 5))
+			done <- result{n, err}
+		}()
+		synctest.Wait()
+		b.Close()
+		if r := <-done; r.n != 2 || !errors.Is(r.err, ErrClosed) {
+			t.Fatalf("EmitAll = %d, %v; want 2, ErrClosed", r.n, r.err)
+		}
+		b.Ask(0, 5)
+		got, _ := b.Take(context.Background(), 0, nil)
+		if !equal(data(got), []int{1, 2}) {
+			t.Fatalf("buffer holds %v, want the 2 taken", data(got))
 		}
 	})
 }

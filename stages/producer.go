@@ -119,17 +119,20 @@ func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 // taken.
 func (e *Emitter[T]) Emit(ctx context.Context, m Message[T]) error {
 	e.one[0] = m
-	err := e.EmitAll(ctx, e.one[:])
+	_, err := e.EmitAll(ctx, e.one[:])
 	var zero Message[T]
 	e.one[0] = zero
 	return err
 }
 
-// EmitAll adds msgs to the buffer in order, as Emit does. The messages are
+// EmitAll adds msgs to the buffer in order, as Emit does, and returns how
+// many it took: all of them, unless it returns an error (ErrClosed, or ctx's
+// while waiting for room), in which case msgs[n:] were not taken. A message
+// a full buffer dropped counts as taken (and as dropped). The messages are
 // copied; the slice may be reused once EmitAll returns.
-func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
+func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err error) {
 	if len(msgs) == 0 {
-		return nil
+		return 0, nil
 	}
 	b := e.b
 	if b.partition != nil {
@@ -138,11 +141,11 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
-		return ErrClosed
+		return 0, ErrClosed
 	}
-	n := min(e.promised, len(msgs))
-	e.promised -= n
-	b.promised -= n
+	promised := min(e.promised, len(msgs))
+	e.promised -= promised
+	b.promised -= promised
 	i := 0
 	if b.partition == nil {
 		if b.rings[0].n == 0 && len(b.waiting) > 0 && !b.rate.Enabled() {
@@ -165,7 +168,7 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 			// with partitioned processors, whose partitions a producer
 			// cannot aim at.
 			keep := b.keep
-			if i < n {
+			if i < promised {
 				keep = Block
 			}
 			switch keep {
@@ -188,12 +191,12 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 				select {
 				case <-ch:
 				case <-ctx.Done():
-					return ctx.Err()
+					return i, ctx.Err()
 				}
 				b.mu.Lock()
 				if b.closed {
 					b.mu.Unlock()
-					return ErrClosed
+					return i, ErrClosed
 				}
 				continue
 			}
@@ -209,7 +212,7 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) error {
 	b.wakeConsumers()
 	b.mu.Unlock()
 	e.flushDrops()
-	return nil
+	return len(msgs), nil
 }
 
 func (e *Emitter[T]) partitionAll(msgs []Message[T]) {
@@ -246,7 +249,7 @@ func FromSlice[T any](data ...T) Producer[T] {
 			for _, d := range data[:n] {
 				buf = append(buf, Message[T]{Data: d})
 			}
-			if err := out.EmitAll(ctx, buf); err != nil {
+			if _, err := out.EmitAll(ctx, buf); err != nil {
 				return nil
 			}
 			data = data[n:]

@@ -404,7 +404,8 @@ func TestPanickingAckerAndHandleFailedAreContained(t *testing.T) {
 			}
 			batch = append(batch, stages.Message[int]{Data: i, Acker: a})
 		}
-		return out.EmitAll(ctx, batch)
+		_, err := out.EmitAll(ctx, batch)
+		return err
 	})
 	top := mustNew(t, topology.Spec[int]{
 		Producer: topology.ProducerSpec[int]{Producer: prod, Keep: stages.Block},

@@ -105,7 +105,7 @@ func runCauseway(n, procs int, work func(*benchMsg)) int64 {
 			for i := range scratch {
 				scratch[i].Data.ID = int64(sent + i)
 			}
-			if err := out.EmitAll(ctx, scratch); err != nil {
+			if _, err := out.EmitAll(ctx, scratch); err != nil {
 				return err
 			}
 			sent += d

@@ -106,7 +106,7 @@ func (p *countingProducer) Run(ctx context.Context, out *stages.Emitter[int]) er
 		for i := range d {
 			buf = append(buf, stages.Message[int]{Data: sent + i, Acker: p.acker})
 		}
-		if err := out.EmitAll(ctx, buf); err != nil {
+		if _, err := out.EmitAll(ctx, buf); err != nil {
 			return nil
 		}
 		sent += d

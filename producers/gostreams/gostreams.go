@@ -79,7 +79,7 @@ func (s *Source[T]) Run(ctx context.Context, out *stages.Emitter[T]) error {
 				break more
 			}
 		}
-		if err := out.EmitAll(ctx, buf); err != nil || closed {
+		if _, err := out.EmitAll(ctx, buf); err != nil || closed {
 			return nil
 		}
 	}

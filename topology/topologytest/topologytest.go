@@ -111,7 +111,7 @@ func (p *Producer[T]) Run(ctx context.Context, out *stages.Emitter[T]) error {
 		clear(p.queue[:k])
 		p.queue = p.queue[k:]
 		p.mu.Unlock()
-		if err := out.EmitAll(ctx, batch); err != nil {
+		if _, err := out.EmitAll(ctx, batch); err != nil {
 			return nil
 		}
 	}

@@ -1,0 +1,148 @@
+package kafka_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/causeway-go/causeway/internal/kafkatest"
+	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/topology"
+	"github.com/causeway-go/causeway/topology/topologytest"
+)
+
+// BenchmarkKafkaBatcher measures records/s of ~400-byte tweets into kfake
+// (3 brokers, 4 partitions, idempotent, acks=all, linger 5ms): through a
+// topology whose "kafka" batcher is the sink, and with a raw
+// confluent-kafka-go produce loop on the same settings.
+func BenchmarkKafkaBatcher(b *testing.B) {
+	b.Run("impl=topology", func(b *testing.B) {
+		c := benchCluster(b)
+		sink, err := kafka.NewTweets(kafka.Config[twitter.Tweet]{Brokers: c.Brokers, Topic: "tweets", Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sink.Close()
+		data := tweets(0, b.N)
+		src := &sliceSource{data: data, done: make(chan struct{})}
+		top, err := topology.New(topology.Spec[twitter.Tweet]{
+			Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: src, Keep: stages.Block},
+			Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2, MaxDemand: 1000},
+			Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+				"kafka": {BatchSize: 2000, BatchTimeout: 20 * time.Millisecond, Concurrency: 4, Handle: sink.HandleBatch},
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := time.Now()
+		stop := topologytest.Start(b, top)
+		<-src.done
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if err := stop(); err != nil {
+			b.Fatal(err)
+		}
+		if ok := src.ok.Load(); ok != int64(b.N) {
+			b.Fatalf("%d of %d delivered", ok, b.N)
+		}
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	})
+	b.Run("impl=raw", func(b *testing.B) {
+		c := benchCluster(b)
+		p, err := ckafka.NewProducer(&ckafka.ConfigMap{
+			"bootstrap.servers": c.Brokers, "enable.idempotence": true, "acks": "all", "linger.ms": 5,
+			"batch.num.messages": 10000, "enable.metrics.push": false, "go.delivery.report.fields": "none",
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		data := tweets(0, b.N)
+		topic := "tweets"
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := time.Now()
+		done := make(chan int)
+		go func() {
+			ok := 0
+			for range b.N {
+				if m := (<-p.Events()).(*ckafka.Message); m.TopicPartition.Error == nil {
+					ok++
+				}
+			}
+			done <- ok
+		}()
+		for i := range data {
+			msg := &ckafka.Message{TopicPartition: ckafka.TopicPartition{Topic: &topic, Partition: ckafka.PartitionAny},
+				Key: []byte(data[i].ID), Value: data[i].Raw}
+			for {
+				err := p.Produce(msg, nil)
+				if err == nil {
+					break
+				}
+				if e, ok := err.(ckafka.Error); !ok || e.Code() != ckafka.ErrQueueFull {
+					b.Fatal(err)
+				}
+				p.Flush(10)
+			}
+		}
+		ok := <-done
+		elapsed := time.Since(start)
+		b.StopTimer()
+		if ok != b.N {
+			b.Fatalf("%d of %d delivered", ok, b.N)
+		}
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	})
+}
+
+func benchCluster(b *testing.B) *kafkatest.Cluster {
+	b.Helper()
+	return kafkatest.Start(b, kfake.NumBrokers(3), kfake.SeedTopics(4, "tweets"))
+}
+
+// sliceSource is a pull producer emitting data as demanded, and its own
+// acknowledger: done is closed when every message has been acknowledged.
+type sliceSource struct {
+	data   []twitter.Tweet
+	ok     atomic.Int64
+	failed atomic.Int64
+	done   chan struct{}
+}
+
+func (s *sliceSource) Run(ctx context.Context, out *stages.Emitter[twitter.Tweet]) error {
+	var buf []stages.Message[twitter.Tweet]
+	for i := 0; i < len(s.data); {
+		n, err := out.Demand(ctx)
+		if err != nil {
+			return nil
+		}
+		buf = buf[:0]
+		for j := i; j < min(i+n, len(s.data)); j++ {
+			buf = append(buf, stages.Message[twitter.Tweet]{Data: s.data[j], Acker: s})
+		}
+		if _, err := out.EmitAll(ctx, buf); err != nil {
+			return nil
+		}
+		i += len(buf)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+func (s *sliceSource) Ack(successful, failed []*stages.Message[twitter.Tweet]) {
+	ok := s.ok.Add(int64(len(successful)))
+	f := s.failed.Add(int64(len(failed)))
+	if ok+f == int64(len(s.data)) {
+		close(s.done)
+	}
+}
