@@ -3,3 +3,5 @@ module github.com/causeway-go/causeway
 go 1.26.0
 
 require github.com/reugn/go-streams v0.13.0
+
+require golang.org/x/net v0.62.0 // indirect
