@@ -8,14 +8,14 @@ import (
 
 // counters are the stream's atomic counters.
 type counters struct {
-	attempts, connects                   atomic.Int64
-	bytes, keepAlives                    atomic.Int64
-	received, tweets, emitted            atomic.Int64
-	deduplicated, abandoned              atomic.Int64
-	malformed, oversized                 atomic.Int64
-	streamErrors, ignored                atomic.Int64
-	reconnects                           [8]atomic.Int64 // by reasonIndex
-	lastBackoff                          atomic.Int64
+	attempts, connects        atomic.Int64
+	bytes, keepAlives         atomic.Int64
+	received, tweets, emitted atomic.Int64
+	deduplicated, abandoned   atomic.Int64
+	malformed, oversized      atomic.Int64
+	streamErrors, ignored     atomic.Int64
+	reconnects                [8]atomic.Int64 // by reasonIndex
+	lastBackoff               atomic.Int64
 }
 
 func reasonIndex(r Reason) int {

@@ -310,7 +310,7 @@ func (s *Stream) problem(resp *http.Response, op string) *HTTPError {
 	he := &HTTPError{Op: op, Status: resp.StatusCode}
 	var p struct {
 		Title, Detail, Type, Reason string
-		ConnectionIssue            string `json:"connection_issue"`
+		ConnectionIssue             string `json:"connection_issue"`
 	}
 	if err := jsonUnmarshal(body, &p); err == nil {
 		he.Title, he.Detail, he.Type, he.Reason = p.Title, p.Detail, p.Type, p.Reason
