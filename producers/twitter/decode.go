@@ -134,7 +134,7 @@ func Decode(line []byte, l *Line) error {
 		}
 		l.Kind = KindTweet
 		t := &l.Tweet
-		t.Raw = []byte(line)
+		t.Raw = append(make([]byte, 0, len(line)), line...)
 		if len(t.Users) > 1 && t.Users[0].ID != t.AuthorID {
 			for i := range t.Users {
 				if t.Users[i].ID == t.AuthorID {

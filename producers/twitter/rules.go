@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -130,7 +132,23 @@ func (s *Stream) SyncRules(ctx context.Context) (RulesPlan, error) {
 		"delete", len(plan.Delete), "plan", plan.String())
 	if plan.DryRun {
 		if len(plan.Add) > 0 {
-			if err := s.addRules(ctx, client, plan.Add, true); err != nil {
+			err := s.addRules(ctx, client, plan.Add, true)
+			var re *RulesError
+			if errors.As(err, &re) {
+				// Without the deletions the plan would make first, a
+				// re-tagged rule is a duplicate of its old self: not an error.
+				deleted := map[string]bool{}
+				for _, r := range plan.Delete {
+					deleted[r.Value] = true
+				}
+				re.Rejected = slices.DeleteFunc(re.Rejected, func(r RuleError) bool {
+					return r.Title == "DuplicateRule" && deleted[r.Value]
+				})
+				if len(re.Rejected) == 0 {
+					err = nil
+				}
+			}
+			if err != nil {
 				return plan, err
 			}
 		}

@@ -94,7 +94,7 @@ func (s *Server) startPos(backfill int) int64 {
 	if backfill > 0 {
 		cutoff := time.Now().Add(-time.Duration(backfill) * time.Minute)
 		k := 0
-		for i := len(s.history) - 1; i >= 0 && s.history[i].at.After(cutoff); i-- {
+		for i := len(s.history) - 1; i >= 0 && k < s.cfg.BackfillLimit && s.history[i].at.After(cutoff); i-- {
 			k++
 		}
 		pos -= int64(k)
