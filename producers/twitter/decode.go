@@ -276,7 +276,7 @@ func (d *decoder) str() (string, bool) {
 	if !esc {
 		s := d.s[start:end]
 		if !utf8.ValidString(s) {
-			s = strings.ToValidUTF8(s, "\uFFFD")
+			s = unescape(d.b[start:end]) // replaces each bad byte
 		}
 		return s, true
 	}
@@ -637,7 +637,7 @@ func (d *decoder) data(t *Tweet) {
 				t.CreatedAt = ts
 			}
 		case "edit_history_tweet_ids":
-			t.EditHistoryIDs = d.strings("data.edit_history_tweet_ids", t.EditHistoryIDs)
+			t.EditHistoryIDs = d.strings("data.edit_history_tweet_ids", nil)
 		case "referenced_tweets":
 			d.array("data.referenced_tweets", func() {
 				var r ReferencedTweet

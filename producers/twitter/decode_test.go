@@ -373,3 +373,54 @@ func BenchmarkDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(tweets)/b.Elapsed().Seconds(), "tweets/s")
 }
+
+// FuzzDecode checks Decode never panics, accepts only well-formed JSON
+// objects, keeps the raw line, and agrees with encoding/json on the fields
+// both can read. The seed corpus is in testdata/fuzz/FuzzDecode.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"data":{"id":"1","text":"hi"},"matching_rules":[{"id":"2","tag":"t"}]}`))
+	f.Fuzz(func(t *testing.T, line []byte) {
+		var l Line
+		err := Decode(line, &l)
+		if err != nil {
+			var se *SyntaxError
+			if !errors.As(err, &se) || se.Offset < 0 || se.Offset > len(line) {
+				t.Fatalf("error %v is not a *SyntaxError within the line", err)
+			}
+			return
+		}
+		if l.Kind == KindKeepAlive {
+			if len(bytes.TrimSpace(line)) != 0 {
+				t.Fatalf("%q decoded as a keep-alive", line)
+			}
+			return
+		}
+		if !json.Valid(line) {
+			t.Fatalf("Decode accepted invalid JSON %q", line)
+		}
+		if l.Kind != KindTweet {
+			return
+		}
+		if !bytes.Equal(l.Tweet.Raw, line) {
+			t.Fatalf("Raw %q != line %q", l.Tweet.Raw, line)
+		}
+		// encoding/json matches keys case-insensitively; the API's keys are
+		// exact, and so is Decode: compare only lines without case variants.
+		lower := bytes.ToLower(line)
+		for _, k := range []string{`"data"`, `"id"`, `"text"`, `"author_id"`, `"lang"`, `"created_at"`, `"includes"`, `"matching_rules"`, `"entities"`} {
+			if bytes.Count(lower, []byte(k)) != bytes.Count(line, []byte(k)) {
+				return
+			}
+		}
+		var ref refLine
+		if json.Unmarshal(line, &ref) != nil {
+			return // a shape encoding/json refuses (numeric ids, null tags...)
+		}
+		d := ref.Data
+		tw := l.Tweet
+		if tw.ID != d.ID || tw.Text != d.Text || tw.AuthorID != d.AuthorID || tw.Lang != d.Lang || !tw.CreatedAt.Equal(d.CreatedAt) {
+			t.Fatalf("Decode and encoding/json disagree on %q:\n got %q %q %q %q %v\nwant %q %q %q %q %v", line,
+				tw.ID, tw.Text, tw.AuthorID, tw.Lang, tw.CreatedAt, d.ID, d.Text, d.AuthorID, d.Lang, d.CreatedAt)
+		}
+	})
+}
