@@ -92,8 +92,8 @@ type Faults struct {
 	StallAfterTweets int
 
 	// MalformedEvery injects a malformed line after every N tweets,
-	// OversizedEvery an oversized one (OversizedSize bytes, default 1 MiB +
-	// 1 KiB; well-formed JSON, too long).
+	// OversizedEvery an oversized one (OversizedSize bytes before its CRLF,
+	// default 1 MiB + 1 KiB; well-formed JSON, too long).
 	MalformedEvery int
 	OversizedEvery int
 	OversizedSize  int
