@@ -1,6 +1,7 @@
 package twitter
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // Kind says what a stream line is.
@@ -89,10 +91,10 @@ func Decode(line []byte, l *Line) error {
 		l.Kind = KindKeepAlive
 		return nil
 	}
-	d := decoder{b: line}
-	// One string holds the line's text; fields without escapes are slices of
-	// it, so a tweet costs one copy of its line for its strings.
-	d.s = string(line)
+	// One copy of the line is both Raw and the memory of every string field
+	// without escapes (substrings of it): a tweet costs one copy of its line.
+	raw := append(make([]byte, 0, len(line)), line...)
+	d := decoder{b: raw, s: unsafe.String(unsafe.SliceData(raw), len(raw))}
 	var seenData, seenErrors bool
 	if d.peek() != '{' {
 		return d.fail("want a JSON object")
@@ -134,7 +136,7 @@ func Decode(line []byte, l *Line) error {
 		}
 		l.Kind = KindTweet
 		t := &l.Tweet
-		t.Raw = append(make([]byte, 0, len(line)), line...)
+		t.Raw = raw
 		if len(t.Users) > 1 && t.Users[0].ID != t.AuthorID {
 			for i := range t.Users {
 				if t.Users[i].ID == t.AuthorID {
@@ -164,9 +166,29 @@ func isBlank(b []byte) bool {
 // needs and skips everything else.
 type decoder struct {
 	b   []byte
-	s   string // string(b)
+	s   string // b's bytes, as a string
 	i   int
 	err error
+	// strs backs the tweet's small string lists (hashtags, mentions, URLs,
+	// edit history), which are read one after the other: one allocation
+	// for all of them.
+	strs []string
+}
+
+// carve returns the strings appended to d.strs since start, as a slice that
+// cannot grow into the next list.
+func (d *decoder) carve(start int) []string {
+	if len(d.strs) == start {
+		return nil
+	}
+	return d.strs[start:len(d.strs):len(d.strs)]
+}
+
+func (d *decoder) addStr(s string) {
+	if d.strs == nil {
+		d.strs = make([]string, 0, 8)
+	}
+	d.strs = append(d.strs, s)
 }
 
 func (d *decoder) fail(msg string) error {
@@ -242,7 +264,7 @@ func (d *decoder) key() (string, bool) {
 		return "", false
 	}
 	start := d.i + 1
-	end, esc := d.scanString(start)
+	end, esc, _ := d.scanString(start)
 	if end < 0 {
 		return "", false
 	}
@@ -268,14 +290,14 @@ func (d *decoder) str() (string, bool) {
 		return "", false
 	}
 	start := d.i + 1
-	end, esc := d.scanString(start)
+	end, esc, high := d.scanString(start)
 	if end < 0 {
 		return "", false
 	}
 	d.i = end + 1
 	if !esc {
 		s := d.s[start:end]
-		if !utf8.ValidString(s) {
+		if high && !utf8.ValidString(s) {
 			s = unescape(d.b[start:end]) // replaces each bad byte
 		}
 		return s, true
@@ -284,59 +306,75 @@ func (d *decoder) str() (string, bool) {
 }
 
 // scanString finds the closing quote of a string whose content starts at
-// start, validating escapes and rejecting control characters. It returns -1
-// on error.
-func (d *decoder) scanString(start int) (end int, escaped bool) {
+// start, validating escapes and rejecting control characters. It reports
+// whether the string has escapes and whether it has bytes above ASCII (only
+// those need a UTF-8 check). It returns end -1 on error.
+//
+// The next quote is found with bytes.IndexByte (vectorized); the bytes
+// before it are then checked eight at a time for a backslash or a control
+// character. An escaped quote sends it looking for the next one.
+func (d *decoder) scanString(start int) (end int, escaped, high bool) {
 	b := d.b
 	j := start
+	var hi uint64
 	for {
-		// Eight bytes at a time while none is a quote, a backslash or a
-		// control character.
-		for j+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[j:])) {
-			j += 8
+		q := bytes.IndexByte(b[j:], '"')
+		if q < 0 {
+			d.i = len(b)
+			d.fail("unterminated string")
+			return -1, false, false
 		}
-		if j >= len(b) {
-			break
-		}
-		c := b[j]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			j++
-			continue
-		}
-		switch c {
-		case '"':
-			return j, escaped
-		case '\\':
-			escaped = true
-			if j+1 >= len(b) {
-				d.i = j
-				d.fail("unterminated escape")
-				return -1, false
-			}
-			switch b[j+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				j += 2
-			case 'u':
-				if j+6 > len(b) || !isHex4(b[j+2:j+6]) {
-					d.i = j
-					d.fail(`bad \u escape`)
-					return -1, false
+		stop := j + q
+		for j < stop {
+			for j+8 <= stop {
+				x := binary.LittleEndian.Uint64(b[j:])
+				if special8(x) {
+					break
 				}
-				j += 6
-			default:
-				d.i = j
-				d.failf("bad escape \\%c", b[j+1])
-				return -1, false
+				hi |= x
+				j += 8
 			}
-		default:
-			d.i = j
-			d.failf("control character 0x%02x in string", c)
-			return -1, false
+			if j >= stop {
+				break
+			}
+			c := b[j]
+			switch {
+			case c == '\\':
+				escaped = true
+				if j+1 >= len(b) {
+					d.i = j
+					d.fail("unterminated escape")
+					return -1, false, false
+				}
+				switch b[j+1] {
+				case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+					j += 2
+				case 'u':
+					if j+6 > len(b) || !isHex4(b[j+2:j+6]) {
+						d.i = j
+						d.fail(`bad \u escape`)
+						return -1, false, false
+					}
+					j += 6
+				default:
+					d.i = j
+					d.failf("bad escape \\%c", b[j+1])
+					return -1, false, false
+				}
+			case c < 0x20:
+				d.i = j
+				d.failf("control character 0x%02x in string", c)
+				return -1, false, false
+			default:
+				hi |= uint64(c)
+				j++
+			}
 		}
+		if j == stop {
+			return stop, escaped, hi&msb != 0
+		}
+		// The quote at stop was escaped: look for the next one.
 	}
-	d.i = j
-	d.fail("unterminated string")
-	return -1, false
 }
 
 const (
@@ -344,15 +382,14 @@ const (
 	msb = 0x8080808080808080
 )
 
-// special8 reports whether any of the eight bytes of x is '"', '\\' or below
-// 0x20 (bytes of 0x80 and above are never special).
+// special8 reports whether any of the eight bytes of x is a backslash or
+// below 0x20 (bytes of 0x80 and above never are). It may report a false
+// positive next to a real one, never a false negative.
 func special8(x uint64) bool {
-	q := x ^ (lsb * '"')
 	bs := x ^ (lsb * '\\')
 	// A byte is zero (or below 0x20) if subtracting sets its high bit while
 	// the byte's own high bit was clear.
-	v := ((q - lsb) | (bs - lsb) | (x - lsb*0x20)) &^ x & msb
-	return v != 0
+	return ((bs-lsb)|(x-lsb*0x20))&^x&msb != 0
 }
 
 func isHex4(b []byte) bool {
@@ -443,7 +480,7 @@ func (d *decoder) skip(depth int) {
 	}
 	switch c := d.b[d.i]; c {
 	case '"':
-		end, _ := d.scanString(d.i + 1)
+		end, _, _ := d.scanString(d.i + 1)
 		if end >= 0 {
 			d.i = end + 1
 		}
@@ -598,9 +635,10 @@ func (d *decoder) array(field string, elem func()) {
 	}
 }
 
-func (d *decoder) strings(field string, dst []string) []string {
-	d.array(field, func() { dst = append(dst, d.strField(field)) })
-	return dst
+func (d *decoder) strings(field string) []string {
+	start := len(d.strs)
+	d.array(field, func() { d.addStr(d.strField(field)) })
+	return d.carve(start)
 }
 
 func (d *decoder) data(t *Tweet) {
@@ -637,7 +675,7 @@ func (d *decoder) data(t *Tweet) {
 				t.CreatedAt = ts
 			}
 		case "edit_history_tweet_ids":
-			t.EditHistoryIDs = d.strings("data.edit_history_tweet_ids", nil)
+			t.EditHistoryIDs = d.strings("data.edit_history_tweet_ids")
 		case "referenced_tweets":
 			d.array("data.referenced_tweets", func() {
 				var r ReferencedTweet
@@ -705,6 +743,7 @@ func (d *decoder) entities(t *Tweet) {
 			d.skip(2)
 			return
 		}
+		start := len(d.strs)
 		d.array(e.array, func() {
 			var val, short string
 			d.object(e.elem, func(k string) {
@@ -721,9 +760,10 @@ func (d *decoder) entities(t *Tweet) {
 				val = short
 			}
 			if val != "" {
-				*dst = append(*dst, val)
+				d.addStr(val)
 			}
 		})
+		*dst = d.carve(start)
 	})
 }
 
@@ -747,6 +787,9 @@ func (d *decoder) includes(t *Tweet) {
 					d.skip(3)
 				}
 			})
+			if t.Users == nil {
+				t.Users = make([]User, 0, 2)
+			}
 			t.Users = append(t.Users, u)
 		})
 	})
@@ -767,6 +810,9 @@ func (d *decoder) rules(t *Tweet) {
 				d.skip(2)
 			}
 		})
+		if t.MatchingRules == nil {
+			t.MatchingRules = make([]MatchingRule, 0, 2)
+		}
 		t.MatchingRules = append(t.MatchingRules, r)
 	})
 }

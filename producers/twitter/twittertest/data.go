@@ -62,7 +62,10 @@ type entry struct {
 	head []byte
 	// sample is the sample-stream line: head, "}" and CRLF.
 	sample []byte
-	tweet  Tweet
+	// idAt is where `"id":"<id>"` of data.id starts in head (-1 if not
+	// found), for a looping replay to give each pass its own ids.
+	idAt  int
+	tweet Tweet
 }
 
 // prepare turns recorded lines into entries. The message's top-level keys
@@ -109,6 +112,7 @@ func prepare(lines [][]byte) ([]entry, error) {
 			return nil, fmt.Errorf("twittertest: line %d: %v", i+1, err)
 		}
 		e.id, e.tweet = id, t
+		e.idAt = bytes.Index(e.head, []byte(`"id":"`+id+`"`))
 		out = append(out, e)
 	}
 	return out, nil

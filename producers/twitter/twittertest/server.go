@@ -41,6 +41,7 @@ const (
 	DefaultKeepAlive     = 20 * time.Second
 	DefaultBackfillLimit = 10_000
 	DefaultMaxRules      = 1000
+	DefaultFlushBytes    = 16 << 10
 )
 
 // DisconnectMode is how the fake ends a stream on a disconnect fault.
@@ -130,6 +131,11 @@ type Config struct {
 	MaxRules int
 	// Faults are the failures to inject; SetFaults changes them later.
 	Faults Faults
+	// FlushBytes: with Rate 0, lines are gathered and flushed once that many
+	// bytes are pending, and whenever the replay pauses. Default 16 KiB (one
+	// full DATA frame); negative flushes every line. With a Rate every line
+	// is flushed on its own, as the API does.
+	FlushBytes int
 	// Record keeps a copy of every tweet line served, for Served.
 	Record bool
 	// Logger receives the server's logs. Default: discard.
@@ -214,6 +220,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxRules == 0 {
 		cfg.MaxRules = DefaultMaxRules
+	}
+	if cfg.FlushBytes == 0 {
+		cfg.FlushBytes = DefaultFlushBytes
 	}
 	if cfg.Rate < 0 {
 		return nil, fmt.Errorf("twittertest: Config.Rate must be >= 0, got %v", cfg.Rate)

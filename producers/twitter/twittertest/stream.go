@@ -102,7 +102,8 @@ func (s *Server) startPos(backfill int) int64 {
 	return pos
 }
 
-// publish records that the timeline reached pos (exclusive).
+// publish records that the timeline reached pos (exclusive), and line, if
+// any, as served.
 func (s *Server) publish(pos int64, line []byte) {
 	s.mu.Lock()
 	if line != nil && s.cfg.Record {
@@ -146,17 +147,14 @@ func (s *Server) line(buf []byte, pos int64, filtered bool) (line []byte, owned 
 	}
 	buf = buf[:0]
 	head := e.head
-	if pass > 0 {
+	if pass > 0 && e.idAt >= 0 {
 		// A looping replay gives each pass its own ids.
-		needle := `"id":"` + e.id + `"`
-		if i := bytes.Index(head, []byte(needle)); i >= 0 {
-			id, _ := strconv.ParseInt(e.id, 10, 64)
-			buf = append(buf, head[:i]...)
-			buf = append(buf, `"id":"`...)
-			buf = strconv.AppendInt(buf, id+pass*passShift, 10)
-			buf = append(buf, '"')
-			head = head[i+len(needle):]
-		}
+		id, _ := strconv.ParseInt(e.id, 10, 64)
+		buf = append(buf, head[:e.idAt]...)
+		buf = append(buf, `"id":"`...)
+		buf = strconv.AppendInt(buf, id+pass*passShift, 10)
+		buf = append(buf, '"')
+		head = head[e.idAt+len(`"id":"`)+len(e.id)+1:]
 	}
 	buf = append(buf, head...)
 	if filtered {
@@ -205,7 +203,14 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 	s.conns.Add(1)
 	s.log.Info("twittertest: stream connected", "filtered", filtered, "backfill_minutes", backfill, "proto", r.Proto)
 
-	pos := s.startPos(backfill)
+	c := &conn{s: s, w: w, rc: rc, split: cf.SplitFrames, pos: s.startPos(backfill)}
+	// Paced replays flush every line, as the API does; as fast as possible,
+	// lines are gathered up to FlushBytes (and flushed whenever the replay
+	// pauses), which saves a write per line and changes nothing else.
+	flushAt := 0
+	if s.cfg.Rate == 0 {
+		flushAt = s.cfg.FlushBytes
+	}
 	var interval time.Duration
 	if s.cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) / s.cfg.Rate)
@@ -214,24 +219,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 	connStart := time.Now()
 	lastWrite, nextDue := connStart, connStart
 	sent := 0
-	var buf []byte
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	write := func(b []byte) bool {
-		if cf.SplitFrames > 0 && len(b) > cf.SplitFrames {
-			for len(b) > 0 {
-				n := min(cf.SplitFrames, len(b))
-				if _, err := w.Write(b[:n]); err != nil || rc.Flush() != nil {
-					return false
-				}
-				b = b[n:]
-			}
-		} else if _, err := w.Write(b); err != nil || rc.Flush() != nil {
-			return false
-		}
-		s.bytes.Add(int64(len(b)))
-		return true
-	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -241,6 +230,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 		default:
 		}
 		if cf.Stall && sent >= cf.StallAfterTweets {
+			if !c.flush() {
+				return
+			}
 			s.log.Info("twittertest: stalling the stream", "after_tweets", sent)
 			select {
 			case <-ctx.Done():
@@ -250,24 +242,26 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 		}
 		now := time.Now()
 		if cf.DisconnectAfter > 0 && now.Sub(connStart) >= cf.DisconnectAfter {
+			c.flush()
 			s.disconnect(r, cf.DisconnectMode)
 			return
 		}
 		if ka > 0 && now.Sub(lastWrite) >= ka {
-			if !write([]byte("\r\n")) {
+			c.pend = append(c.pend, "\r\n"...)
+			if !c.flush() {
 				return
 			}
 			s.keepAlives.Add(1)
 			lastWrite = now
 			continue
 		}
-		avail := len(s.entries) > 0 && (s.cfg.Loop || pos < int64(len(s.entries)))
+		avail := len(s.entries) > 0 && (s.cfg.Loop || c.pos < int64(len(s.entries)))
 		if avail && (interval == 0 || !now.Before(nextDue)) {
-			line, owned := s.line(buf, pos, filtered)
+			line, owned := s.line(c.buf, c.pos, filtered)
 			if owned {
-				buf = line[:0]
+				c.buf = line[:0]
 			}
-			pos++
+			c.pos++
 			if interval > 0 {
 				nextDue = nextDue.Add(interval)
 				if now.Sub(nextDue) > time.Second {
@@ -275,40 +269,46 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 				}
 			}
 			if line == nil {
-				s.publish(pos, nil)
+				if len(c.pend) == 0 {
+					s.publish(c.pos, nil)
+				}
 				continue
 			}
-			if !write(line) {
-				return
+			c.pend = append(c.pend, line...)
+			c.tweets++
+			if s.cfg.Record {
+				s.publish(-1, line[:len(line)-2])
 			}
-			s.tweets.Add(1)
-			s.publish(pos, line[:len(line)-2])
 			sent++
 			lastWrite = now
 			if cf.OperationalDisconnectAfter > 0 && sent == cf.OperationalDisconnectAfter {
-				write([]byte(operationalDisconnect + "\r\n"))
+				c.pend = append(c.pend, operationalDisconnect+"\r\n"...)
+				c.flush()
 				s.disconnects.Add(1)
 				return
 			}
 			if cf.DisconnectAfterTweets > 0 && sent == cf.DisconnectAfterTweets {
+				c.flush()
 				s.disconnect(r, cf.DisconnectMode)
 				return
 			}
 			if cf.MalformedEvery > 0 && sent%cf.MalformedEvery == 0 {
-				if !write(malformedLine(pos)) {
-					return
-				}
+				c.pend = append(c.pend, malformedLine(c.pos)...)
 				s.malformed.Add(1)
 			}
 			if cf.OversizedEvery > 0 && sent%cf.OversizedEvery == 0 {
-				if !write(oversizedLine(pos, cf.OversizedSize)) {
-					return
-				}
+				c.pend = append(c.pend, oversizedLine(c.pos, cf.OversizedSize)...)
 				s.oversized.Add(1)
+			}
+			if len(c.pend) >= flushAt && !c.flush() {
+				return
 			}
 			continue
 		}
-		// Nothing to send now: sleep until something is due.
+		// Nothing to send now: flush, and sleep until something is due.
+		if !c.flush() {
+			return
+		}
 		var wake time.Time
 		if avail && interval > 0 {
 			wake = nextDue
@@ -332,6 +332,44 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 		case <-tc:
 		}
 	}
+}
+
+// conn is one stream connection's output: lines wait in pend until flushed.
+type conn struct {
+	s      *Server
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	split  int
+	pos    int64 // next timeline position
+	pend   []byte
+	tweets int // tweet lines in pend
+	buf    []byte
+}
+
+// flush writes what is pending (in pieces of split bytes, each its own DATA
+// frame, when split is set), then counts its tweets as served and moves the
+// timeline. It reports false when the client is gone.
+func (c *conn) flush() bool {
+	if len(c.pend) == 0 {
+		return true
+	}
+	b := c.pend
+	step := len(b)
+	if c.split > 0 {
+		step = c.split
+	}
+	for len(b) > 0 {
+		n := min(step, len(b))
+		if _, err := c.w.Write(b[:n]); err != nil || c.rc.Flush() != nil {
+			return false
+		}
+		b = b[n:]
+	}
+	c.s.bytes.Add(int64(len(c.pend)))
+	c.s.tweets.Add(int64(c.tweets))
+	c.pend, c.tweets = c.pend[:0], 0
+	c.s.publish(c.pos, nil)
+	return true
 }
 
 // disconnect ends a stream the way mode says.
