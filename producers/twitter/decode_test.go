@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -17,15 +19,29 @@ import (
 // without CRLF.
 func recordedLines(tb testing.TB) [][]byte {
 	tb.Helper()
+	recordedOnce.Do(func() { recorded, recordedErr = readRecorded() })
+	if recordedErr != nil {
+		tb.Fatal(recordedErr)
+	}
+	return recorded
+}
+
+var (
+	recordedOnce sync.Once
+	recorded     [][]byte
+	recordedErr  error
+)
+
+func readRecorded() ([][]byte, error) {
 	files, err := filepath.Glob("../../testdata/*.jsonl")
 	if err != nil || len(files) == 0 {
-		tb.Fatalf("no testdata/*.jsonl (err %v)", err)
+		return nil, fmt.Errorf("no testdata/*.jsonl (err %v)", err)
 	}
 	var lines [][]byte
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			tb.Fatal(err)
+			return nil, err
 		}
 		for l := range bytes.SplitSeq(b, []byte("\r\n")) {
 			if len(l) > 0 {
@@ -33,7 +49,7 @@ func recordedLines(tb testing.TB) [][]byte {
 			}
 		}
 	}
-	return lines
+	return lines, nil
 }
 
 // refTweet decodes a line with encoding/json, independently of Decode.

@@ -433,7 +433,7 @@ func TestUnauthorizedStops(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, twittertest.Config{H2C: true, Faults: tt.faults}, nil)
+			srv := newServer(t, twittertest.Config{H2C: true, Faults: tt.faults}, recordedLines(t)[:10])
 			p := newProbe()
 			s := newStream(srv, p, Config{Sample: true, Token: tt.token})
 			top, err := topology.New(topology.Spec[Tweet]{Producer: topology.ProducerSpec[Tweet]{Producer: s}, Logger: quiet})
@@ -492,7 +492,7 @@ func TestReconnectClasses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			srv := newServer(t, twittertest.Config{H2C: true, Faults: tt.faults}, nil)
+			srv := newServer(t, twittertest.Config{H2C: true, Faults: tt.faults}, recordedLines(t)[:200])
 			p := newProbe()
 			cfg := tt.cfg
 			cfg.Sample = true
@@ -517,7 +517,7 @@ func TestReconnectClasses(t *testing.T) {
 // TestRateLimitHonoursReset checks a 429 waits until x-rate-limit-reset when
 // that is later than the back-off, and that a 200 resets the class.
 func TestRateLimitHonoursReset(t *testing.T) {
-	srv := newServer(t, twittertest.Config{H2C: true, Faults: twittertest.Faults{RateLimited: 2, RateLimitReset: 150 * time.Second}}, nil)
+	srv := newServer(t, twittertest.Config{H2C: true, Faults: twittertest.Faults{RateLimited: 2, RateLimitReset: 150 * time.Second}}, recordedLines(t)[:10])
 	p := newProbe()
 	s := newStream(srv, p, Config{Sample: true})
 	runBare(t, s)
@@ -598,7 +598,7 @@ func TestNetworkErrorsBackOffLinearly(t *testing.T) {
 func TestStallReconnects(t *testing.T) {
 	t.Run("silent connection", func(t *testing.T) {
 		t.Parallel()
-		srv := newServer(t, twittertest.Config{H2C: true, Faults: twittertest.Faults{Stall: true, StallAfterTweets: 3}}, nil)
+		srv := newServer(t, twittertest.Config{H2C: true, Faults: twittertest.Faults{Stall: true, StallAfterTweets: 3}}, recordedLines(t)[:100])
 		p := newProbe()
 		s := newStream(srv, p, Config{Sample: true, StallTimeout: 150 * time.Millisecond, BackoffReset: time.Nanosecond})
 		runBare(t, s)

@@ -114,10 +114,10 @@ type Config struct {
 	// Rate is tweets per second on the timeline; 0 serves as fast as the
 	// client reads.
 	Rate float64
-	// Loop replays the lines forever (with fresh ids on each pass the ids
-	// would repeat, so a looping replay is for load, not for exact counts);
-	// otherwise the replay stops after the last line and connections get
-	// keep-alives only.
+	// Loop replays the lines forever, each pass with its own tweet ids
+	// (data.id moved by 2^42 per pass, so they stay unique and fit in an
+	// int64); otherwise the replay stops after the last line and
+	// connections get keep-alives only.
 	Loop bool
 	// KeepAlive is the idle time after which a bare CRLF is sent. Default
 	// 20s; negative disables keep-alives.
