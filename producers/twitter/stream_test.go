@@ -621,15 +621,15 @@ func TestStallReconnects(t *testing.T) {
 	})
 	t.Run("keep-alives reset the timer", func(t *testing.T) {
 		t.Parallel()
-		srv := newServer(t, twittertest.Config{H2C: true, KeepAlive: 20 * time.Millisecond}, [][]byte{})
+		srv := newServer(t, twittertest.Config{H2C: true, KeepAlive: 10 * time.Millisecond}, [][]byte{})
 		p := newProbe()
-		s := newStream(srv, p, Config{Sample: true, StallTimeout: 150 * time.Millisecond})
+		s := newStream(srv, p, Config{Sample: true, StallTimeout: 400 * time.Millisecond})
 		cancel, _ := runBare(t, s)
-		// 25 keep-alives is 500 ms: more than three stall timeouts.
-		waitUntil(t, "25 keep-alives", func() bool { return s.Stats().KeepAlives >= 25 })
+		// 100 keep-alives is a second: more than two stall timeouts.
+		waitUntil(t, "100 keep-alives", func() bool { return s.Stats().KeepAlives >= 100 })
 		cancel()
 		rs, cs := p.events()
-		if st := s.Stats(); st.KeepAlives < 25 || len(rs) != 0 || len(cs) != 1 {
+		if st := s.Stats(); st.KeepAlives < 100 || len(rs) != 0 || len(cs) != 1 {
 			t.Errorf("%d keep-alives, reconnects %+v, %d connections: want keep-alives to hold one connection", st.KeepAlives, rs, len(cs))
 		}
 	})

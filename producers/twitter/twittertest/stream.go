@@ -248,10 +248,10 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 		}
 		if ka > 0 && now.Sub(lastWrite) >= ka {
 			c.pend = append(c.pend, "\r\n"...)
+			s.keepAlives.Add(1)
 			if !c.flush() {
 				return
 			}
-			s.keepAlives.Add(1)
 			lastWrite = now
 			continue
 		}
