@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -768,4 +769,21 @@ func TestConfigValidate(t *testing.T) {
 	if u := s.streamURL(3); u != DefaultURL+"/2/tweets/search/stream?backfill_minutes=3&expansions=author_id%2Centities.mentions.username&tweet.fields=id%2Ctext%2Cauthor_id%2Cconversation_id%2Ccreated_at%2Clang%2Centities%2Creferenced_tweets%2Cedit_history_tweet_ids&user.fields=id%2Cname%2Cusername%2Ccreated_at" {
 		t.Errorf("stream URL %s", u)
 	}
+}
+
+// TestReconnectsDoNotLeak reconnects 40 times and checks goroutines come
+// back to where they were: every connection's transport is closed.
+func TestReconnectsDoNotLeak(t *testing.T) {
+	srv := newServer(t, twittertest.Config{H2C: true, Loop: true, Faults: twittertest.Faults{DisconnectAfterTweets: 2}}, recordedLines(t)[:20])
+	before := runtime.NumGoroutine()
+	p := newProbe()
+	s := newStream(srv, p, Config{Sample: true})
+	stop, _ := runBare(t, s)
+	p.waitFor(t, "40 reconnects", func(rs []ReconnectEvent, _ []ConnectEvent) bool { return len(rs) >= 40 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Connections close asynchronously; a leak would keep ~3 goroutines
+	// per reconnect.
+	waitUntil(t, "the connections' goroutines to exit", func() bool { return runtime.NumGoroutine() <= before+3 })
 }
