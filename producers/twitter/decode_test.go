@@ -329,8 +329,8 @@ func TestLineReader(t *testing.T) {
 		if !reflect.DeepEqual(out, want) {
 			t.Errorf("chunk %d:\n got %v\nwant %v", chunk, out, want)
 		}
-		if lr.offset() != int64(len(body)-len("partial")) {
-			t.Errorf("chunk %d: offset %d", chunk, lr.offset())
+		if lr.offset() != int64(len(body)-len("partial")) || lr.pending() != len("partial") {
+			t.Errorf("chunk %d: offset %d, %d bytes pending", chunk, lr.offset(), lr.pending())
 		}
 	}
 }

@@ -102,5 +102,14 @@ func (lr *lineReader) advance(n int) {
 	lr.off += int64(n)
 }
 
+// pending returns how many bytes of an unfinished line are buffered (0
+// while skipping an oversized line, already counted).
+func (lr *lineReader) pending() int {
+	if lr.skipping {
+		return 0
+	}
+	return lr.end - lr.start
+}
+
 // offset returns the stream offset of the first byte not yet split.
 func (lr *lineReader) offset() int64 { return lr.off }

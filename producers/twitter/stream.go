@@ -335,6 +335,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 		line       Line
 		msgs       []stages.Message[Tweet]
 		malLog     = rateLog{every: time.Second}
+		errLog     = rateLog{every: time.Second}
 		disconnect *Problem
 		gotData    bool
 	)
@@ -385,11 +386,16 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				s.c.streamErrors.Add(1)
 				for i := range line.Problems {
 					p := line.Problems[i]
-					s.log.Warn("twitter: in-stream error", "title", p.Title, "disconnect_type", p.DisconnectType,
-						"detail", p.Detail, "type", p.Type, "offset", off)
 					if p.Disconnect() && disconnect == nil {
 						disconnect = &p
+						s.log.Warn("twitter: in-stream disconnect", "title", p.Title, "disconnect_type", p.DisconnectType,
+							"detail", p.Detail, "type", p.Type, "offset", off)
+						continue
 					}
+					errLog.do(func(skipped int) {
+						s.log.Warn("twitter: in-stream error", "title", p.Title, "detail", p.Detail, "type", p.Type,
+							"offset", off, "also_skipped", skipped)
+					})
 				}
 			default:
 				s.c.received.Add(1)
@@ -410,6 +416,12 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				err: fmt.Errorf("twitter: in-stream error %s (%s): %s", disconnect.Title, disconnect.DisconnectType, disconnect.Detail)}
 		}
 		if rerr != nil {
+			if n := lr.pending(); n > 0 {
+				// The stream ended inside a line: it can never be completed.
+				s.c.received.Add(1)
+				s.c.malformed.Add(1)
+				s.log.Warn("twitter: line cut by the end of the stream skipped", "offset", lr.offset(), "size", n)
+			}
 			switch {
 			case wd.fired.Load():
 				return result{reason: ReasonStall, gotData: gotData}
