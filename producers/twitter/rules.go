@@ -12,8 +12,6 @@ import (
 	"strings"
 )
 
-var jsonUnmarshal = json.Unmarshal
-
 // ServerRule is a rule as the server holds it.
 type ServerRule struct {
 	ID    string `json:"id"`
@@ -105,7 +103,7 @@ func (s *Stream) SyncRules(ctx context.Context) (RulesPlan, error) {
 	tr := s.transport()
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
-	current, err := s.Rules(ctx, client)
+	current, err := s.rules(ctx, client)
 	if err != nil {
 		return plan, err
 	}
@@ -175,14 +173,14 @@ func (s *Stream) rulesURL(dryRun bool) string {
 	return u
 }
 
-// Rules returns the server's current filtered-stream rules. A nil client
-// uses a fresh HTTP/2 transport.
-func (s *Stream) Rules(ctx context.Context, client *http.Client) ([]ServerRule, error) {
-	if client == nil {
-		tr := s.transport()
-		defer tr.CloseIdleConnections()
-		client = &http.Client{Transport: tr}
-	}
+// Rules returns the server's current filtered-stream rules.
+func (s *Stream) Rules(ctx context.Context) ([]ServerRule, error) {
+	tr := s.transport()
+	defer tr.CloseIdleConnections()
+	return s.rules(ctx, &http.Client{Transport: tr})
+}
+
+func (s *Stream) rules(ctx context.Context, client *http.Client) ([]ServerRule, error) {
 	var out struct {
 		Data []ServerRule `json:"data"`
 	}

@@ -16,6 +16,7 @@ package twitter
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -312,7 +313,7 @@ func (s *Stream) problem(resp *http.Response, op string) *HTTPError {
 		Title, Detail, Type, Reason string
 		ConnectionIssue             string `json:"connection_issue"`
 	}
-	if err := jsonUnmarshal(body, &p); err == nil {
+	if err := json.Unmarshal(body, &p); err == nil {
 		he.Title, he.Detail, he.Type, he.Reason = p.Title, p.Detail, p.Type, p.Reason
 		if p.ConnectionIssue != "" {
 			he.Reason = p.ConnectionIssue

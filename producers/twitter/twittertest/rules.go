@@ -2,6 +2,7 @@ package twittertest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -63,7 +64,8 @@ func ParseRule(value string) (*Rule, error) {
 // Match reports whether the tweet matches the rule.
 func (r *Rule) Match(t *Tweet) bool { return r.root.match(t) }
 
-// Tweet is what rules match against: a recorded tweet's searchable parts.
+// Tweet is what rules match against: a recorded tweet's searchable parts,
+// lowercased (the fake builds them from its recorded lines).
 type Tweet struct {
 	Text     string // lowercased
 	words    map[string]bool
@@ -80,11 +82,16 @@ type Tweet struct {
 // index prepares a tweet's word set.
 func (t *Tweet) index() {
 	t.words = map[string]bool{}
-	for _, w := range strings.FieldsFunc(t.Text, func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '\''
-	}) {
+	for _, w := range words(t.Text) {
 		t.words[w] = true
 	}
+}
+
+// words splits a text into words: runs of letters, digits, '_' and '\”.
+func words(text string) []string {
+	return strings.FieldsFunc(text, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_' && r != '\''
+	})
 }
 
 type node interface{ match(*Tweet) bool }
@@ -123,6 +130,9 @@ func (n termNode) match(t *Tweet) bool {
 	switch n.op {
 	case "":
 		if spaced(n.val) {
+			if t.words == nil { // a Tweet made by hand, not indexed
+				return slices.Contains(words(t.Text), n.val)
+			}
 			return t.words[n.val]
 		}
 		return strings.Contains(t.Text, n.val)
