@@ -174,9 +174,9 @@ func start(args []string, stdout, stderr io.Writer) (*twittertest.Server, error)
 	}
 	rate := "as fast as clients read"
 	if cfg.Rate > 0 {
-		rate = fmt.Sprintf("%g tweets/s", cfg.Rate)
+		rate = fmt.Sprintf("at %g tweets/s", cfg.Rate)
 	}
-	fmt.Fprintf(stdout, "firehose: %s serving %d tweets at %s, %s, on %s\n",
+	fmt.Fprintf(stdout, "firehose: %s serving %d tweets %s, %s, on %s\n",
 		srv.URL(), srv.Len(), rate, map[bool]string{true: "looping", false: "once"}[cfg.Loop], proto)
 	return srv, nil
 }
