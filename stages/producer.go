@@ -73,6 +73,11 @@ type Emitter[T any] struct {
 	one      [1]Message[T]
 }
 
+// Keep returns the stage's policy for a full buffer. A push producer that
+// must never wait (a network stream whose socket has to be drained) can
+// refuse Block.
+func (e *Emitter[T]) Keep() Keep { return e.b.keep }
+
 // Demand blocks until processors have asked for messages that are neither
 // buffered nor promised to another producer goroutine, and returns how many.
 // The producer should emit up to that many; emitting fewer is fine (the

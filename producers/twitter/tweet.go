@@ -24,7 +24,9 @@ type Tweet struct {
 	// Users are the expanded users of includes.users (the author first when
 	// the author_id expansion was requested).
 	Users []User
-	// Raw is the stream line, without its CRLF.
+	// Raw is the stream line, without its CRLF. Treat it as read-only: the
+	// decoder gives the tweet one copy of its line, and the string fields
+	// without escapes share its memory.
 	Raw []byte
 }
 
