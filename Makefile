@@ -33,9 +33,11 @@ bench:
 	scripts/with-pg $(PGDIR)-bench -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
 	$(BENCHSTAT) .data/bench.txt
 
-## run: the reference topology on embedded defaults; ARGS="..." passes flags
+## run: the reference topology on embedded defaults (fake X API replaying testdata/,
+## in-process Kafka, a fresh throwaway Postgres); ARGS="..." passes flags to causeway
 run:
-	@echo "make run: the topology binary (cmd/causeway) is not built yet; see README.md" >&2; exit 1
+	@rm -rf $(PGDIR)-run
+	scripts/with-pg $(PGDIR)-run -- $(GO) run ./cmd/causeway $(ARGS)
 
 ## lint: gofmt and go vet
 lint:

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// config is everything the binary can be told.
+type config struct {
+	mode string // "run" or "load"
+
+	// X stream (run)
+	streamURL   string
+	bearerToken string
+	rules       listFlag
+	sample      bool
+	replayData  string
+	replayRate  int
+	replayLoop  bool
+	backfill    int
+
+	stallTimeout     time.Duration
+	backoffNetwork   time.Duration
+	backoffHTTP      time.Duration
+	backoffRateLimit time.Duration
+
+	// Kafka
+	kafkaBrokers string
+	kafkaTopic   string
+	kafkaGroup   string // load
+
+	// Postgres
+	databaseURL string
+	pgTable     string
+
+	// topology
+	processors        int
+	buffer            int
+	kafkaBatchSize    int
+	kafkaBatchTimeout time.Duration
+	kafkaConcurrency  int
+	pgBatchSize       int
+	pgBatchTimeout    time.Duration
+	pgConcurrency     int
+	shutdownTimeout   time.Duration
+
+	// run control and output
+	maxTweets   int
+	duration    time.Duration
+	metricsAddr string
+	summaryJSON string
+	logLevel    string
+	progress    time.Duration
+}
+
+const usageHeader = `causeway runs the reference tweet topology: an X API v2 stream (HTTP/2) ->
+processors (decode, enrich, de-duplicate) -> batchers "kafka" and "postgres".
+
+Usage:
+  causeway [flags]        stream tweets into Kafka and Postgres
+  causeway load [flags]   read the Kafka topic as a consumer group and load Postgres
+                          (run N of them with one -kafka-group to scale out)
+
+With no -stream-url, causeway serves testdata/ from an in-process fake X API
+and stops at the end of the replay; with no -kafka-brokers it runs an
+in-process Kafka (kfake). Postgres is always real: -database-url (make run
+starts a throwaway one).
+
+Flags (environment fallbacks in parentheses):
+`
+
+// parseConfig parses the command line (without the program name).
+func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Writer) (*config, error) {
+	c := &config{mode: "run"}
+	if len(args) > 0 && args[0] == "load" {
+		c.mode = "load"
+		args = args[1:]
+	}
+	fs := newFlagSet("causeway", lookup)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usageHeader)
+		fs.PrintDefaults()
+	}
+	procs := 2 * runtime.GOMAXPROCS(0)
+	fs.stringVar(&c.streamURL, "stream-url", "TWITTER_STREAM_URL", "", "X API base URL, e.g. https://api.twitter.com; empty serves testdata/ from an in-process fake X API")
+	fs.stringVar(&c.bearerToken, "bearer-token", "TWITTER_BEARER_TOKEN", "", "X API app bearer token (required with -stream-url; never logged)")
+	fs.Var(&c.rules, "rules", "filtered-stream rule as `[tag: ]value`, or @FILE with one such rule per line; repeatable (none: the sample stream)")
+	fs.boolVar(&c.sample, "sample", "", false, "read the 1% sample stream even when rules are given")
+	fs.stringVar(&c.replayData, "replay-data", "", "testdata/*.jsonl", "embedded fake X API: the recorded stream lines it serves (files, globs or directories)")
+	fs.intVar(&c.replayRate, "replay-rate", "", 0, "embedded fake X API: tweets per second, 0 as fast as possible")
+	fs.boolVar(&c.replayLoop, "replay-loop", "", false, "embedded fake X API: loop over testdata/ instead of stopping at its end")
+	fs.intVar(&c.backfill, "backfill-minutes", "", 0, "ask the X API to replay up to 5 minutes missed while reconnecting (duplicates are dropped)")
+	fs.durationVar(&c.stallTimeout, "stall-timeout", "", 90*time.Second, "reconnect when the stream sent no byte (not even a keep-alive) for this long")
+	fs.durationVar(&c.backoffNetwork, "backoff-network", "", 250*time.Millisecond, "first wait after a network error; grows linearly to 16s")
+	fs.durationVar(&c.backoffHTTP, "backoff-http", "", 5*time.Second, "first wait after an HTTP error; doubles up to 320s")
+	fs.durationVar(&c.backoffRateLimit, "backoff-rate-limit", "", time.Minute, "first wait after HTTP 429; doubles, and never before x-rate-limit-reset")
+	fs.stringVar(&c.kafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "Kafka bootstrap servers, host:port,...; empty runs an in-process Kafka (kfake)")
+	fs.stringVar(&c.kafkaTopic, "kafka-topic", "KAFKA_TOPIC", "tweets", "Kafka topic the tweets go to (and load reads)")
+	fs.stringVar(&c.kafkaGroup, "kafka-group", "KAFKA_GROUP", "causeway-loader", "load: Kafka consumer group id; instances with one id share the topic")
+	fs.stringVar(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
+	fs.stringVar(&c.pgTable, "pg-table", "PG_TABLE", "tweets", "Postgres table the tweets go to (created or migrated at start)")
+	fs.intVar(&c.processors, "processors", "", procs, "processor goroutines")
+	fs.intVar(&c.buffer, "buffer", "", 10_000, "producer buffer size in tweets; a full buffer drops the oldest (counted)")
+	fs.intVar(&c.kafkaBatchSize, "kafka-batch-size", "", 500, "tweets per Kafka batch")
+	fs.durationVar(&c.kafkaBatchTimeout, "kafka-batch-timeout", "", 100*time.Millisecond, "longest a partial Kafka batch waits")
+	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 2, "Kafka batch processors")
+	fs.intVar(&c.pgBatchSize, "pg-batch-size", "", 5000, "tweets per Postgres batch")
+	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
+	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
+	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
+	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop after this many tweets (records, for load) were received; 0 no limit")
+	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
+	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
+	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
+	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
+	if err := fs.parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags go before it? see -h)", fs.Arg(0))
+	}
+	return c, c.validate()
+}
+
+func (c *config) validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.streamURL != "" {
+		if u, err := url.Parse(c.streamURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("-stream-url %q: want an http:// or https:// URL", c.streamURL)
+		}
+		if c.bearerToken == "" && c.mode == "run" {
+			bad("-bearer-token (or $TWITTER_BEARER_TOKEN) is required with -stream-url")
+		}
+	}
+	if c.databaseURL == "" {
+		bad("-database-url (or $DATABASE_URL) is required: `make run` starts a throwaway Postgres, or run scripts/pg start DIR")
+	} else if u, err := url.Parse(c.databaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("-database-url: want a postgres:// URL, got %q", redactURL(c.databaseURL))
+	}
+	positive := map[string]int{"-processors": c.processors, "-buffer": c.buffer, "-kafka-batch-size": c.kafkaBatchSize,
+		"-kafka-concurrency": c.kafkaConcurrency, "-pg-batch-size": c.pgBatchSize, "-pg-concurrency": c.pgConcurrency}
+	for _, name := range []string{"-processors", "-buffer", "-kafka-batch-size", "-kafka-concurrency", "-pg-batch-size", "-pg-concurrency"} {
+		if v := positive[name]; v <= 0 {
+			bad("%s must be > 0, got %d", name, v)
+		}
+	}
+	durations := map[string]time.Duration{"-kafka-batch-timeout": c.kafkaBatchTimeout, "-pg-batch-timeout": c.pgBatchTimeout,
+		"-shutdown-timeout": c.shutdownTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,
+		"-backoff-http": c.backoffHTTP, "-backoff-rate-limit": c.backoffRateLimit}
+	for _, name := range []string{"-kafka-batch-timeout", "-pg-batch-timeout", "-shutdown-timeout", "-stall-timeout",
+		"-backoff-network", "-backoff-http", "-backoff-rate-limit"} {
+		if d := durations[name]; d <= 0 {
+			bad("%s must be > 0, got %v", name, d)
+		}
+	}
+	if c.maxTweets < 0 {
+		bad("-max-tweets must be >= 0, got %d", c.maxTweets)
+	}
+	if c.duration < 0 {
+		bad("-duration must be >= 0, got %v", c.duration)
+	}
+	if c.replayRate < 0 {
+		bad("-replay-rate must be >= 0, got %d", c.replayRate)
+	}
+	if c.backfill < 0 || c.backfill > 5 {
+		bad("-backfill-minutes must be 0 to 5, got %d", c.backfill)
+	}
+	if c.progress < 0 {
+		bad("-progress must be >= 0, got %v", c.progress)
+	}
+	if c.kafkaTopic == "" {
+		bad("-kafka-topic must not be empty")
+	}
+	if c.pgTable == "" || strings.ContainsAny(c.pgTable, " ;\"'") {
+		bad("-pg-table %q: want a plain table name", c.pgTable)
+	}
+	if _, err := parseLevel(c.logLevel); err != nil {
+		bad("-log-level: %v", err)
+	}
+	return errors.Join(errs...)
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("want debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}
+
+// ruleSpec is one -rules entry: "[tag: ]value".
+type ruleSpec struct{ tag, value string }
+
+// parseRules expands -rules entries, reading @FILE ones.
+func parseRules(entries []string) ([]ruleSpec, error) {
+	var out []ruleSpec
+	for _, e := range entries {
+		if file, ok := strings.CutPrefix(e, "@"); ok {
+			f, err := os.Open(file)
+			if err != nil {
+				return nil, fmt.Errorf("-rules %s: %w", e, err)
+			}
+			sc := bufio.NewScanner(f)
+			for n := 1; sc.Scan(); n++ {
+				line := strings.TrimSpace(sc.Text())
+				if line == "" || strings.HasPrefix(line, "#") {
+					continue
+				}
+				r, err := parseRule(line)
+				if err != nil {
+					f.Close()
+					return nil, fmt.Errorf("-rules %s:%d: %w", file, n, err)
+				}
+				out = append(out, r)
+			}
+			err = sc.Err()
+			f.Close()
+			if err != nil {
+				return nil, fmt.Errorf("-rules %s: %w", e, err)
+			}
+			continue
+		}
+		r, err := parseRule(e)
+		if err != nil {
+			return nil, fmt.Errorf("-rules %q: %w", e, err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func parseRule(s string) (ruleSpec, error) {
+	var r ruleSpec
+	if tag, value, ok := strings.Cut(s, ": "); ok && !strings.ContainsAny(tag, " \"") {
+		r.tag, r.value = strings.TrimSpace(tag), strings.TrimSpace(value)
+	} else {
+		r.value = strings.TrimSpace(s)
+	}
+	if r.value == "" {
+		return r, errors.New("empty rule")
+	}
+	return r, nil
+}
+
+// redactURL hides a URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}

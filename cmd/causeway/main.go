@@ -1,0 +1,88 @@
+// Command causeway runs the reference tweet topology: one HTTP/2 X API v2
+// stream -> a pool of processors (decode, enrich, de-duplicate) -> batchers
+// "kafka" and "postgres", each tweet acknowledged once both have it. With
+// "causeway load" it reads the Kafka topic as a consumer group and loads
+// Postgres; run several with one -kafka-group to scale out.
+//
+// On embedded defaults (no -stream-url, no -kafka-brokers) it serves
+// testdata/ from an in-process fake X API and runs an in-process Kafka, so
+// `make run` needs no account and no network. Run causeway -h for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, sigs))
+}
+
+// exitForced is the status of a run a second signal cut short.
+const exitForced = 130
+
+// run is main without the process: tests call it with their own
+// environment, output and signals. It returns the exit status.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+	cfg, err := parseConfig(args, lookup, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "causeway: %s\n", line)
+		}
+		return 2
+	}
+	level, _ := parseLevel(cfg.logLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	forced := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Info("causeway: draining; send the signal again to exit at once", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+			return
+		}
+		select {
+		case <-sigs:
+			close(forced)
+		case <-ctx.Done():
+		}
+	}()
+
+	done := make(chan error, 1)
+	go func() {
+		switch cfg.mode {
+		case "load":
+			done <- runLoad(ctx, cfg, log, stdout, stderr)
+		default:
+			done <- runStream(ctx, cfg, log, stdout, stderr)
+		}
+	}()
+	select {
+	case err = <-done:
+	case <-forced:
+		fmt.Fprintln(stderr, "causeway: second signal: exiting without finishing the drain")
+		return exitForced
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "causeway: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/producers/twitter/twittertest"
+	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/topology"
+)
+
+// embedded holds the in-process stand-ins for the X API and Kafka.
+type embedded struct {
+	fake  *twittertest.Server
+	kafka *kfake.Cluster
+}
+
+func (e *embedded) close() {
+	if e.fake != nil {
+		e.fake.Close()
+	}
+	if e.kafka != nil {
+		e.kafka.Close()
+	}
+}
+
+// startEmbedded starts what cfg leaves unset: a fake X API replaying
+// -replay-data and an in-process Kafka. It fills cfg with their addresses.
+func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
+	e := &embedded{}
+	if cfg.streamURL == "" {
+		lines, err := twittertest.LoadLines(cfg.replayData)
+		if err != nil {
+			return nil, fmt.Errorf("-replay-data %s: %w", cfg.replayData, err)
+		}
+		if len(lines) == 0 {
+			return nil, fmt.Errorf("-replay-data %s: no tweets found (run from the repository root, or point it at *.jsonl files)", cfg.replayData)
+		}
+		token := randomToken()
+		e.fake, err = twittertest.NewServer(twittertest.Config{
+			Addr: "127.0.0.1:0", Token: token, Lines: lines, Rate: float64(cfg.replayRate), Loop: cfg.replayLoop,
+			H2C: true, Logger: log.With("component", "fake-x-api"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded X API: %w", err)
+		}
+		cfg.streamURL, cfg.bearerToken = e.fake.URL(), token
+		log.Info("causeway: serving testdata from an in-process fake X API", "url", cfg.streamURL, "tweets", len(lines))
+	}
+	if cfg.kafkaBrokers == "" {
+		var err error
+		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic))
+		if err != nil {
+			e.close()
+			return nil, fmt.Errorf("embedded Kafka: %w", err)
+		}
+		cfg.kafkaBrokers = strings.Join(e.kafka.ListenAddrs(), ",")
+		log.Info("causeway: running an in-process Kafka (kfake)", "brokers", cfg.kafkaBrokers, "topic", cfg.kafkaTopic)
+	}
+	return e, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runStream runs the reference topology until ctx ends, -duration or
+// -max-tweets is reached, or the embedded replay is over.
+func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer) error {
+	emb, err := startEmbedded(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer emb.close()
+	rules, err := parseRules(cfg.rules)
+	if err != nil {
+		return err
+	}
+
+	var reconnects atomic.Int64
+	xcfg := twitter.Config{
+		URL: cfg.streamURL, Token: cfg.bearerToken, Sample: cfg.sample || len(rules) == 0,
+		BackfillMinutes: cfg.backfill, StallTimeout: cfg.stallTimeout,
+		NetworkBackoff:   twitter.Backoff{Initial: cfg.backoffNetwork},
+		HTTPBackoff:      twitter.Backoff{Initial: cfg.backoffHTTP},
+		RateLimitBackoff: twitter.Backoff{Initial: cfg.backoffRateLimit},
+		Logger:           log.With("component", "x-stream"),
+		OnReconnect:      func(twitter.ReconnectEvent) { reconnects.Add(1) },
+	}
+	for _, r := range rules {
+		xcfg.Rules = append(xcfg.Rules, twitter.Rule{Value: r.value, Tag: r.tag})
+	}
+	if err := xcfg.Validate(); err != nil {
+		return err
+	}
+	stream := twitter.NewStream(xcfg)
+
+	pg, err := postgres.NewTweets(ctx, postgres.TweetsConfig{URL: cfg.databaseURL, Table: cfg.pgTable, Logger: log.With("component", "postgres")})
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
+	}
+	defer pg.Close()
+	rowsBefore, _ := countRows(ctx, pg.Pool(), cfg.pgTable)
+	ks, err := kafka.NewTweets(kafka.Config[twitter.Tweet]{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic, Logger: log.With("component", "kafka")})
+	if err != nil {
+		return fmt.Errorf("kafka %s: %w", cfg.kafkaBrokers, err)
+	}
+	kafkaClosed := false
+	defer func() {
+		if !kafkaClosed {
+			ks.Close()
+		}
+	}()
+
+	top, err := topology.New(topology.Spec[twitter.Tweet]{
+		Name:       "tweets",
+		Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: stream, BufferSize: cfg.buffer, Keep: stages.KeepLast},
+		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.processors, Handle: streamHandler},
+		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+			"kafka": {BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout, Concurrency: cfg.kafkaConcurrency,
+				Handle: ks.HandleBatch},
+			"postgres": {BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout, Concurrency: cfg.pgConcurrency,
+				Handle: pg.HandleBatch},
+		},
+		HandleFailed:    newFailureLog(log).handle,
+		ShutdownTimeout: cfg.shutdownTimeout,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("causeway: starting\n" + top.Describe().String())
+
+	srv, err := serveMetrics(cfg.metricsAddr, top.Stats, stream, log)
+	if err != nil {
+		return err
+	}
+	defer srv.close()
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	start := time.Now()
+	runErr := make(chan error, 1)
+	go func() { runErr <- top.Run(runCtx) }()
+
+	prog := newProgress(stderr, cfg.progress, log)
+	reason := watch(runCtx, cfg, emb, stream, top, prog, runErr)
+	stop()
+	err = <-runErr
+	elapsed := time.Since(start)
+	prog.finish()
+	if reason != "" {
+		log.Info("causeway: stopped", "reason", reason)
+	}
+	kafkaClosed = true
+	if cerr := ks.Close(); cerr != nil {
+		log.Warn("causeway: closing the Kafka producer", "err", cerr)
+	}
+
+	sum := newSummary("run", top.Stats(), elapsed)
+	sum.addStream(stream.Stats())
+	if emb.fake != nil {
+		sum.Served = emb.fake.Stats().Tweets
+	}
+	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer qcancel()
+	sum.addPostgres(qctx, pg.Pool(), cfg.pgTable, rowsBefore)
+	sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
+	sum.print(stdout)
+	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
+}
+
+// watch waits for a reason to stop, showing progress meanwhile, and
+// returns the reason ("" if the topology stopped on its own or ctx ended).
+func watch(ctx context.Context, cfg *config, emb *embedded, stream *twitter.Stream, top *topology.Topology[twitter.Tweet],
+	prog *progress, runErr chan error) string {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var deadline <-chan time.Time
+	if cfg.duration > 0 {
+		t := time.NewTimer(cfg.duration)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var replayDone <-chan struct{}
+	if emb.fake != nil && !cfg.replayLoop {
+		replayDone = emb.fake.Done()
+	}
+	replayOver := false
+	for {
+		select {
+		case <-ctx.Done():
+			return ""
+		case err := <-runErr:
+			runErr <- err // Run ended by itself (a fatal producer error): hand its result back
+			return ""
+		case <-deadline:
+			return fmt.Sprintf("-duration %v reached", cfg.duration)
+		case <-replayDone:
+			replayOver, replayDone = true, nil
+		case <-tick.C:
+		}
+		xs := stream.Stats()
+		prog.show(xs, top.Stats())
+		if cfg.maxTweets > 0 && xs.Tweets >= int64(cfg.maxTweets) {
+			return fmt.Sprintf("-max-tweets %d reached", cfg.maxTweets)
+		}
+		if replayOver {
+			// Everything the fake served has been read once the stream has
+			// seen as many lines as the fake wrote.
+			fs := emb.fake.Stats()
+			if xs.Received >= fs.Tweets+fs.Malformed+fs.Oversized {
+				return "end of the embedded replay"
+			}
+		}
+	}
+}
+
+// failureLog logs failed tweets, at most one line per second with the
+// count of the others.
+type failureLog struct {
+	log     *slog.Logger
+	last    atomic.Int64
+	skipped atomic.Int64
+}
+
+func newFailureLog(log *slog.Logger) *failureLog { return &failureLog{log: log} }
+
+func (f *failureLog) handle(_ context.Context, failed []*stages.Message[twitter.Tweet]) {
+	now := time.Now().UnixNano()
+	if last := f.last.Load(); now-last < int64(time.Second) || !f.last.CompareAndSwap(last, now) {
+		f.skipped.Add(int64(len(failed)))
+		return
+	}
+	m := failed[0]
+	f.log.Warn("causeway: tweets failed", "count", len(failed), "first_id", m.Data.ID, "first_error", m.Err(),
+		"others_since_last_report", f.skipped.Swap(0))
+}
