@@ -52,7 +52,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	top, err := topology.New(topology.Spec[twitter.Tweet]{
 		Name: "load",
 		// The consumer can wait: Block, so nothing it fetched is dropped.
-		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: consumer, BufferSize: cfg.buffer, Keep: stages.Block},
+		Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: consumer, BufferSize: cfg.buffer, Keep: stages.Block},
 		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.processors, Handle: loadHandler},
 		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
 			"postgres": {BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout, Concurrency: cfg.pgConcurrency, Handle: pg.HandleBatch},
