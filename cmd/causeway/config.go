@@ -117,7 +117,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
 	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
-	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop after this many tweets (records, for load) were received; 0 no limit")
+	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
 	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")

@@ -217,7 +217,7 @@ func watch(ctx context.Context, cfg *config, emb *embedded, stream *twitter.Stre
 		}
 		xs := stream.Stats()
 		prog.show(xs, top.Stats())
-		if cfg.maxTweets > 0 && xs.Tweets >= int64(cfg.maxTweets) {
+		if cfg.maxTweets > 0 && xs.Emitted >= int64(cfg.maxTweets) {
 			return fmt.Sprintf("-max-tweets %d reached", cfg.maxTweets)
 		}
 		if replayOver {

@@ -117,7 +117,12 @@ func (c *Cluster) Produce(t testing.TB, records ...*kgo.Record) {
 
 // ReadAll returns every record topic holds now, by partition then offset.
 func (c *Cluster) ReadAll(ctx context.Context, topic string) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(c.Brokers, ",")...))
+	return ReadAllFrom(ctx, c.Brokers, topic)
+}
+
+// ReadAllFrom is ReadAll on the cluster at brokers ("host:port,...").
+func ReadAllFrom(ctx context.Context, brokers, topic string) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
 	if err != nil {
 		return nil, err
 	}
