@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/causeway-go/causeway/internal/kafkatest"
 	"github.com/causeway-go/causeway/internal/pgtest"
@@ -85,7 +88,7 @@ func jsonbRejects(line []byte) bool {
 	return false
 }
 
-func testCorpus(t *testing.T) *corpus {
+func testCorpus(t testing.TB) *corpus {
 	t.Helper()
 	c, err := loadCorpus()
 	if err != nil {
@@ -101,9 +104,20 @@ type result struct {
 	sum            summary
 }
 
-// runBinary runs causeway in-process with args, feeding it sigs.
-func runBinary(t *testing.T, args []string, sigs chan os.Signal) result {
+// runBinary runs causeway in-process with args, feeding it sigs, and fails
+// the test unless it exits 0.
+func runBinary(t testing.TB, args []string, sigs chan os.Signal) result {
 	t.Helper()
+	r, err := runBinaryErr(t, args, sigs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// runBinaryErr is runBinary for other goroutines: it reports instead of
+// failing the test.
+func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, error) {
 	path := filepath.Join(t.TempDir(), "summary.json")
 	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", "warn")
 	if sigs == nil {
@@ -115,13 +129,13 @@ func runBinary(t *testing.T, args []string, sigs chan os.Signal) result {
 	r := result{status: status, stdout: stdout.String(), stderr: stderr.String()}
 	if data, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(data, &r.sum); err != nil {
-			t.Fatalf("summary JSON: %v", err)
+			return r, fmt.Errorf("summary JSON: %v", err)
 		}
 	}
 	if status != 0 {
-		t.Fatalf("causeway exited %d\nstderr:\n%s", status, tail(r.stderr, 3000))
+		return r, fmt.Errorf("causeway exited %d\nstderr:\n%s", status, tail(r.stderr, 3000))
 	}
-	return r
+	return r, nil
 }
 
 type syncBuffer struct {
@@ -151,7 +165,7 @@ type sinks struct {
 	pool    *pgxpool.Pool
 }
 
-func newSinks(t *testing.T, brokers string) *sinks {
+func newSinks(t testing.TB, brokers string) *sinks {
 	t.Helper()
 	pool, schema := pgtest.Schema(t)
 	url := pgtest.URL(t)
@@ -390,16 +404,108 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	defer fake.Close()
 	sigs := make(chan os.Signal, 1)
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", kafkatest.FreePort(t))
+	scraped := make(chan string, 1)
 	go func() {
 		for fake.Stats().Tweets < 1000 {
 			time.Sleep(10 * time.Millisecond) // wait for the run to be under way, bounded by the test timeout
 		}
+		scraped <- scrape(t, metricsAddr)
 		sigs <- syscall.SIGTERM
 	}()
-	r := runBinary(t, append(s.args(), "-stream-url", fake.URL(), "-bearer-token", "e2e-token", "-pg-batch-size", "700"), sigs)
+	r := runBinary(t, append(s.args(), "-stream-url", fake.URL(), "-bearer-token", "e2e-token", "-pg-batch-size", "700",
+		"-metrics-addr", metricsAddr), sigs)
+	metrics := <-scraped
+	for _, want := range []string{`causeway_x_stream_connection_state{state="connected"} 1`, `causeway_producer_emitted_total{topology="tweets"}`,
+		`causeway_batcher_batch_size_bucket{batcher="postgres",topology="tweets",le="1000"}`, `causeway_x_stream_reconnects_total{reason="stall"} 0`,
+		"healthz: ok"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
 	s.check(t, r, c, false)
 	if r.sum.Emitted < 1000 || r.sum.Emitted >= int64(len(c.ids)) || r.sum.Acked == 0 {
 		t.Fatalf("emitted %d, acked %d: want the stop mid-run", r.sum.Emitted, r.sum.Acked)
+	}
+}
+
+// scrape returns /metrics and /healthz from addr.
+func scrape(t *testing.T, addr string) string {
+	var out strings.Builder
+	for _, path := range []string{"/metrics", "/healthz"} {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Error(err)
+			return ""
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if path == "/healthz" {
+			out.WriteString("healthz: ")
+		}
+		out.Write(body)
+	}
+	return out.String()
+}
+
+// Two loaders in one consumer group share the topic; together they load
+// every tweet into Postgres exactly once.
+func TestLoadScalesOut(t *testing.T) {
+	c := testCorpus(t)
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	s := newSinks(t, k.Brokers)
+	want := len(c.ids) - len(c.nulText)
+	sigs := []chan os.Signal{make(chan os.Signal, 1), make(chan os.Signal, 1)}
+	results := make([]result, 2)
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			var err error
+			results[i], err = runBinaryErr(t, append([]string{"load", "-kafka-group", "loaders", "-pg-batch-timeout", "50ms"}, s.args()...), sigs[i])
+			if err != nil {
+				t.Errorf("loader %d: %v", i, err)
+			}
+		})
+	}
+	// Feed the topic over ~4s, so the second loader joins the group (and
+	// the partitions are rebalanced) while there is still work.
+	for i := 0; i < len(c.lines); i += 250 {
+		var recs []*kgo.Record
+		for j := i; j < min(i+250, len(c.lines)); j++ {
+			recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[j]), Value: c.lines[j]})
+		}
+		k.Produce(t, recs...)
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Both run until Postgres holds every loadable tweet.
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var n int
+		if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+s.table).Scan(&n); err == nil && n == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Postgres never held the %d tweets", want)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the table, bounded by the deadline
+	}
+	for _, ch := range sigs {
+		ch <- syscall.SIGTERM
+	}
+	wg.Wait()
+	var consumed, failed int64
+	for i, r := range results {
+		if r.sum.Emitted == 0 {
+			t.Errorf("loader %d consumed nothing: the group did not share the work", i)
+		}
+		if r.sum.Emitted != r.sum.Acked+r.sum.Failed || r.sum.Unfinished != 0 {
+			t.Errorf("loader %d accounting: %+v", i, r.sum)
+		}
+		consumed += r.sum.Emitted
+		failed += r.sum.Failed
+	}
+	if consumed < int64(len(c.ids)) || failed < int64(len(c.nulText)) {
+		t.Fatalf("loaders consumed %d records and failed %d; want at least %d and %d", consumed, failed, len(c.ids), len(c.nulText))
 	}
 }
 
