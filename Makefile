@@ -30,7 +30,7 @@ test-short:
 ## bench: the benchmark tables (medians of COUNT runs, via benchstat)
 bench:
 	@mkdir -p .data
-	scripts/with-pg $(PGDIR)-bench -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
+	PG_DURABLE=1 scripts/with-pg $(PGDIR)-bench -- $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
 	$(BENCHSTAT) .data/bench.txt
 
 ## run: the reference topology on embedded defaults (fake X API replaying testdata/,
