@@ -73,18 +73,9 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	}
 	defer srv.close()
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	start := time.Now()
-	runErr := make(chan error, 1)
-	go func() { runErr <- top.Run(runCtx) }() // closes the consumer (final commit) after the drain
-	reason := watchLoad(runCtx, cfg, top, consumer, log, runErr)
-	stop()
-	err = <-runErr
-	if reason != "" {
-		log.Info("causeway: stopped", "reason", reason)
-	}
-	sum := newSummary("load", top.Stats(), time.Since(start))
+	// Run closes the consumer (its final commit) after the drain.
+	elapsed, err := runUntil(ctx, top, cfg.duration, log, loadCheck(cfg, top, consumer, log))
+	sum := newSummary("load", top.Stats(), elapsed)
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer qcancel()
 	sum.addPostgres(qctx, pg.Pool(), cfg.pgTable, rowsBefore)
@@ -92,28 +83,10 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
 }
 
-func watchLoad(ctx context.Context, cfg *config, top *topology.Topology[twitter.Tweet], c *kafka.Consumer[twitter.Tweet],
-	log *slog.Logger, runErr chan error) string {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	var deadline <-chan time.Time
-	if cfg.duration > 0 {
-		t := time.NewTimer(cfg.duration)
-		defer t.Stop()
-		deadline = t.C
-	}
+// loadCheck logs progress and says when the load is done: at -max-tweets.
+func loadCheck(cfg *config, top *topology.Topology[twitter.Tweet], c *kafka.Consumer[twitter.Tweet], log *slog.Logger) func() string {
 	last := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return ""
-		case err := <-runErr:
-			runErr <- err
-			return ""
-		case <-deadline:
-			return fmt.Sprintf("-duration %v reached", cfg.duration)
-		case <-tick.C:
-		}
+	return func() string {
 		ks := c.Stats()
 		if cfg.maxTweets > 0 && ks.Consumed >= int64(cfg.maxTweets) {
 			return fmt.Sprintf("-max-tweets %d reached", cfg.maxTweets)
@@ -128,5 +101,6 @@ func watchLoad(ctx context.Context, cfg *config, top *topology.Topology[twitter.
 			log.Info("causeway: progress", "consumed", ks.Consumed, "acked", s.Acked, "failed", s.Failed,
 				"in_flight", s.InFlight, "partitions", strings.Join(parts, " "))
 		}
+		return ""
 	}
 }

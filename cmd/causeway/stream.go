@@ -152,21 +152,9 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	}
 	defer srv.close()
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	start := time.Now()
-	runErr := make(chan error, 1)
-	go func() { runErr <- top.Run(runCtx) }()
-
 	prog := newProgress(stderr, cfg.progress, log)
-	reason := watch(runCtx, cfg, emb, stream, top, prog, runErr)
-	stop()
-	err = <-runErr
-	elapsed := time.Since(start)
+	elapsed, err := runUntil(ctx, top, cfg.duration, log, streamCheck(cfg, emb, stream, top, prog))
 	prog.finish()
-	if reason != "" {
-		log.Info("causeway: stopped", "reason", reason)
-	}
 	kafkaClosed = true
 	if cerr := ks.Close(); cerr != nil {
 		log.Warn("causeway: closing the Kafka producer", "err", cerr)
@@ -185,49 +173,73 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
 }
 
-// watch waits for a reason to stop, showing progress meanwhile, and
-// returns the reason ("" if the topology stopped on its own or ctx ended).
-func watch(ctx context.Context, cfg *config, emb *embedded, stream *twitter.Stream, top *topology.Topology[twitter.Tweet],
-	prog *progress, runErr chan error) string {
+// runUntil runs top until ctx ends, Run returns by itself, duration (if
+// not 0) passes, or check, called every 50ms, gives a reason to stop; then
+// it drains the topology and returns how long it ran and Run's error.
+func runUntil[T any](ctx context.Context, top *topology.Topology[T], duration time.Duration, log *slog.Logger,
+	check func() string) (time.Duration, error) {
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	start := time.Now()
+	runErr := make(chan error, 1)
+	go func() { runErr <- top.Run(runCtx) }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	var deadline <-chan time.Time
-	if cfg.duration > 0 {
-		t := time.NewTimer(cfg.duration)
+	if duration > 0 {
+		t := time.NewTimer(duration)
 		defer t.Stop()
 		deadline = t.C
 	}
-	var replayDone <-chan struct{}
-	if emb.fake != nil && !cfg.replayLoop {
-		replayDone = emb.fake.Done()
-	}
-	replayOver := false
-	for {
+	reason := ""
+	for reason == "" && ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return ""
-		case err := <-runErr:
-			runErr <- err // Run ended by itself (a fatal producer error): hand its result back
-			return ""
+		case err := <-runErr: // it stopped by itself: a fatal producer error
+			return time.Since(start), err
 		case <-deadline:
-			return fmt.Sprintf("-duration %v reached", cfg.duration)
-		case <-replayDone:
-			replayOver, replayDone = true, nil
+			reason = fmt.Sprintf("-duration %v reached", duration)
 		case <-tick.C:
+			reason = check()
 		}
+	}
+	stop()
+	err := <-runErr
+	if reason != "" {
+		log.Info("causeway: stopped", "reason", reason)
+	}
+	return time.Since(start), err
+}
+
+// streamCheck shows progress and says when the stream run is done: at
+// -max-tweets, or once the stream has read everything the embedded replay
+// served.
+func streamCheck(cfg *config, emb *embedded, stream *twitter.Stream, top *topology.Topology[twitter.Tweet], prog *progress) func() string {
+	replayOver := false
+	return func() string {
 		xs := stream.Stats()
 		prog.show(xs, top.Stats())
 		if cfg.maxTweets > 0 && xs.Emitted >= int64(cfg.maxTweets) {
 			return fmt.Sprintf("-max-tweets %d reached", cfg.maxTweets)
 		}
-		if replayOver {
-			// Everything the fake served has been read once the stream has
-			// seen as many lines as the fake wrote.
-			fs := emb.fake.Stats()
-			if xs.Received >= fs.Tweets+fs.Malformed+fs.Oversized {
-				return "end of the embedded replay"
+		if emb.fake == nil || cfg.replayLoop {
+			return ""
+		}
+		if !replayOver {
+			select {
+			case <-emb.fake.Done():
+				replayOver = true
+			default:
+				return ""
 			}
 		}
+		// Everything the fake served has been read once the stream has seen
+		// as many lines as the fake wrote.
+		fs := emb.fake.Stats()
+		if xs.Received >= fs.Tweets+fs.Malformed+fs.Oversized {
+			return "end of the embedded replay"
+		}
+		return ""
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -190,3 +191,55 @@ func head(s []string) []string {
 	}
 	return s
 }
+
+// SliceSource is a pull producer emitting data as demanded, and the
+// acknowledger of what it emits: Done is closed once every message has been
+// acknowledged. After emitting everything it waits for ctx to end, so a
+// benchmark measures the sink, not the drain.
+type SliceSource[T any] struct {
+	data   []T
+	ok     atomic.Int64
+	failed atomic.Int64
+	done   chan struct{}
+}
+
+// NewSliceSource returns a source of data.
+func NewSliceSource[T any](data []T) *SliceSource[T] {
+	return &SliceSource[T]{data: data, done: make(chan struct{})}
+}
+
+// Run emits the data as demand allows.
+func (s *SliceSource[T]) Run(ctx context.Context, out *stages.Emitter[T]) error {
+	var buf []stages.Message[T]
+	for i := 0; i < len(s.data); {
+		n, err := out.Demand(ctx)
+		if err != nil {
+			return nil
+		}
+		buf = buf[:0]
+		for j := i; j < min(i+n, len(s.data)); j++ {
+			buf = append(buf, stages.Message[T]{Data: s.data[j], Acker: s})
+		}
+		if _, err := out.EmitAll(ctx, buf); err != nil {
+			return nil
+		}
+		i += len(buf)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// Ack counts acknowledgements.
+func (s *SliceSource[T]) Ack(successful, failed []*stages.Message[T]) {
+	ok := s.ok.Add(int64(len(successful)))
+	f := s.failed.Add(int64(len(failed)))
+	if ok+f == int64(len(s.data)) {
+		close(s.done)
+	}
+}
+
+// Done is closed once every message has been acknowledged.
+func (s *SliceSource[T]) Done() <-chan struct{} { return s.done }
+
+// Counts returns how many messages were acknowledged ok and failed.
+func (s *SliceSource[T]) Counts() (ok, failed int64) { return s.ok.Load(), s.failed.Load() }

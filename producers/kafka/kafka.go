@@ -32,6 +32,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/causeway-go/causeway/internal/kafkalog"
 	"github.com/causeway-go/causeway/stages"
 )
 
@@ -230,7 +231,7 @@ func New[T any](cfg Config[T]) (*Consumer[T], error) {
 		parts: map[partKey]*partState{},
 	}
 	c.acker = &acker[T]{c: c}
-	c.logsWG.Go(func() { logLibrdkafka(c.log, cons.Logs()) })
+	c.logsWG.Go(func() { kafkalog.Forward(c.log, cons.Logs()) })
 	return c, nil
 }
 
@@ -631,21 +632,4 @@ func describe(tps []ckafka.TopicPartition) string {
 		s += fmt.Sprintf("%s/%d", *tp.Topic, tp.Partition)
 	}
 	return s
-}
-
-// logLibrdkafka forwards librdkafka's logs (syslog levels) to log until
-// logs is closed.
-func logLibrdkafka(log *slog.Logger, logs chan ckafka.LogEvent) {
-	for l := range logs {
-		level := slog.LevelDebug
-		switch {
-		case l.Level <= 3:
-			level = slog.LevelError
-		case l.Level == 4:
-			level = slog.LevelWarn
-		case l.Level <= 6:
-			level = slog.LevelInfo
-		}
-		log.Log(context.Background(), level, "librdkafka: "+l.Message, "client", l.Name, "tag", l.Tag)
-	}
 }

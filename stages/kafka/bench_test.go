@@ -1,8 +1,6 @@
 package kafka_test
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/causeway-go/causeway/internal/kafkatest"
+	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka"
@@ -30,7 +29,7 @@ func BenchmarkKafkaBatcher(b *testing.B) {
 		}
 		defer sink.Close()
 		data := tweets(0, b.N)
-		src := &sliceSource{data: data, done: make(chan struct{})}
+		src := sinktest.NewSliceSource(data)
 		top, err := topology.New(topology.Spec[twitter.Tweet]{
 			Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: src, Keep: stages.Block},
 			Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2, MaxDemand: 1000},
@@ -45,13 +44,13 @@ func BenchmarkKafkaBatcher(b *testing.B) {
 		b.ResetTimer()
 		start := time.Now()
 		stop := topologytest.Start(b, top)
-		<-src.done
+		<-src.Done()
 		elapsed := time.Since(start)
 		b.StopTimer()
 		if err := stop(); err != nil {
 			b.Fatal(err)
 		}
-		if ok := src.ok.Load(); ok != int64(b.N) {
+		if ok, _ := src.Counts(); ok != int64(b.N) {
 			b.Fatalf("%d of %d delivered", ok, b.N)
 		}
 		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
@@ -108,41 +107,4 @@ func BenchmarkKafkaBatcher(b *testing.B) {
 func benchCluster(b *testing.B) *kafkatest.Cluster {
 	b.Helper()
 	return kafkatest.Start(b, kfake.NumBrokers(3), kfake.SeedTopics(4, "tweets"))
-}
-
-// sliceSource is a pull producer emitting data as demanded, and its own
-// acknowledger: done is closed when every message has been acknowledged.
-type sliceSource struct {
-	data   []twitter.Tweet
-	ok     atomic.Int64
-	failed atomic.Int64
-	done   chan struct{}
-}
-
-func (s *sliceSource) Run(ctx context.Context, out *stages.Emitter[twitter.Tweet]) error {
-	var buf []stages.Message[twitter.Tweet]
-	for i := 0; i < len(s.data); {
-		n, err := out.Demand(ctx)
-		if err != nil {
-			return nil
-		}
-		buf = buf[:0]
-		for j := i; j < min(i+n, len(s.data)); j++ {
-			buf = append(buf, stages.Message[twitter.Tweet]{Data: s.data[j], Acker: s})
-		}
-		if _, err := out.EmitAll(ctx, buf); err != nil {
-			return nil
-		}
-		i += len(buf)
-	}
-	<-ctx.Done()
-	return nil
-}
-
-func (s *sliceSource) Ack(successful, failed []*stages.Message[twitter.Tweet]) {
-	ok := s.ok.Add(int64(len(successful)))
-	f := s.failed.Add(int64(len(failed)))
-	if ok+f == int64(len(s.data)) {
-		close(s.done)
-	}
 }

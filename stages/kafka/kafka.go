@@ -20,6 +20,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/causeway-go/causeway/internal/kafkalog"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 )
@@ -248,25 +249,8 @@ func (s *Sink[T]) newClient() (*client, error) {
 			}
 		}
 	})
-	c.wg.Go(func() { logLibrdkafka(s.log, p.Logs()) })
+	c.wg.Go(func() { kafkalog.Forward(s.log, p.Logs()) })
 	return c, nil
-}
-
-// logLibrdkafka forwards librdkafka's logs (syslog levels) to log until
-// logs is closed.
-func logLibrdkafka(log *slog.Logger, logs chan ckafka.LogEvent) {
-	for l := range logs {
-		level := slog.LevelDebug
-		switch {
-		case l.Level <= 3:
-			level = slog.LevelError
-		case l.Level == 4:
-			level = slog.LevelWarn
-		case l.Level <= 6:
-			level = slog.LevelInfo
-		}
-		log.Log(context.Background(), level, "librdkafka: "+l.Message, "client", l.Name, "tag", l.Tag)
-	}
 }
 
 func (c *client) fatalErr() error {
