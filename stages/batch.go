@@ -50,11 +50,12 @@ type BatchInfo struct {
 
 // Batch is what a batch handler receives.
 //
-// Messages point into storage the batch processor owns. The handler may
+// Messages point into storage the topology owns until the batch has been
+// acknowledged; the slice itself is the handler's own copy. The handler may
 // change the messages (Data, status) and may fail single messages with
 // Messages[i].Fail. A handler that drops messages from the slice (returns
-// fewer than it got) has the missing ones failed with ErrMissingFromBatch:
-// nothing is lost.
+// fewer than it got, or filters it in place) has the missing ones failed
+// with ErrMissingFromBatch: nothing is lost.
 type Batch[T any] struct {
 	Messages []*Message[T]
 	BatchInfo

@@ -20,10 +20,12 @@
 // buffer is full the Keep policy decides which message is dropped. Every drop
 // is counted and offered to an OnDrop hook.
 //
-// Between processors, batchers and batch processors, messages move in slices
-// over bounded channels: a processor blocks when its batcher is busy and a
-// batcher blocks when every batch processor is busy, so memory stays bounded
-// end to end.
+// Downstream of the producer stage, memory is bounded by construction: a
+// processor holds at most MaxDemand messages; it adds them to its batchers'
+// open batches (pointers into the processor's storage, no copy), and when a
+// batch fills up the processor hands it to a batch processor, waiting if all
+// of them are busy. A batch's storage is recycled once the batch is
+// acknowledged.
 //
 // # Acknowledgement
 //
