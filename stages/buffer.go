@@ -150,6 +150,12 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 		want := b.outstanding[id]
 		if r.n > 0 && want > 0 {
 			k := min(want, r.n)
+			if b.partition == nil && len(b.waiting) > 0 {
+				// Others are waiting too: take a fair share, so a few
+				// messages spread over idle processors instead of queueing
+				// behind one (it matters when handlers are slow).
+				k = min(k, (r.n+len(b.waiting))/(len(b.waiting)+1))
+			}
 			if b.rate.Enabled() {
 				var wait time.Duration
 				if k, wait = b.allowLocked(k); k == 0 {
@@ -211,9 +217,11 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 // not rate limited, so FIFO order and the limits hold. b.mu must be held.
 func (b *Buffer[T]) deliverDirect(msgs []Message[T]) int {
 	i, w := 0, 0
+	// Share what there is over the waiters, as far as their demand goes.
+	share := (len(msgs) + len(b.waiting) - 1) / len(b.waiting)
 	for ; w < len(b.waiting) && i < len(msgs); w++ {
 		id := b.waiting[w]
-		k := min(b.outstanding[id], len(msgs)-i)
+		k := min(b.outstanding[id], len(msgs)-i, share)
 		if k == 0 || b.inbox[id] == nil {
 			break
 		}

@@ -297,3 +297,30 @@ func TestBufferEmitAllCountsWhatItTookBeforeClose(t *testing.T) {
 		}
 	})
 }
+
+// A few messages spread over the waiting processors instead of going all to
+// the first one that asked: slow handlers then work in parallel.
+func TestBufferSharesFewMessagesAmongWaiters(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := NewBuffer(BufferConfig[int]{Size: 100, Consumers: 3})
+		got := make([][]Message[int], 3)
+		done := make(chan int, 3)
+		for id := range 3 {
+			b.Ask(id, 10)
+			go func() {
+				got[id], _ = b.Take(context.Background(), id, make([]Message[int], 0, 10))
+				done <- id
+			}()
+		}
+		synctest.Wait() // all three wait
+		b.NewEmitter().EmitAll(context.Background(), msgs(1, 2, 3, 4, 5, 6))
+		for range 3 {
+			<-done
+		}
+		for id, g := range got {
+			if len(g) != 2 {
+				t.Fatalf("consumer %d took %v, want 2 of the 6 (each asked for 10)", id, data(g))
+			}
+		}
+	})
+}
