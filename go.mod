@@ -32,6 +32,12 @@ require (
 )
 
 require (
+	github.com/causeway-go/causeway/stages/kafka v0.0.0
+	github.com/causeway-go/causeway/stages/postgres v0.0.0
 	golang.org/x/net v0.62.0
 	golang.org/x/text v0.43.0 // indirect
 )
+
+replace github.com/causeway-go/causeway/stages/kafka => ./stages/kafka
+
+replace github.com/causeway-go/causeway/stages/postgres => ./stages/postgres
