@@ -80,7 +80,9 @@ type batcher[T any] struct {
 	last    *openBatch[T] // most recently used open batch
 	nextDue time.Time     // zero: timer not armed
 	timer   *time.Timer
-	quit    chan struct{}
+	closing bool          // close has begun: the timer goroutine flushes nothing more
+	quit    chan struct{} // closed by close: the timer goroutine returns
+	timerOK chan struct{} // closed when the timer goroutine has returned
 
 	received      atomic.Int64
 	pending       atomic.Int64
@@ -101,6 +103,7 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 		cfg:     cfg,
 		open:    make(map[batchKey]*openBatch[T]),
 		quit:    make(chan struct{}),
+		timerOK: make(chan struct{}),
 		sizes:   NewSizeHistogram(),
 		latency: NewLatencyHistogram(),
 	}
@@ -135,10 +138,16 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 
 // runTimer flushes batches whose timeout passed.
 func (b *batcher[T]) runTimer(ctx context.Context) {
+	defer close(b.timerOK)
 	for {
 		select {
 		case <-b.timer.C:
 			b.mu.Lock()
+			if b.closing {
+				// The timer fired as close began: close flushes everything.
+				b.mu.Unlock()
+				return
+			}
 			b.nextDue = time.Time{}
 			ok := b.flushDue(ctx, time.Now())
 			b.mu.Unlock()
@@ -155,9 +164,12 @@ func (b *batcher[T]) runTimer(ctx context.Context) {
 
 // close flushes every open batch (trigger drain) and ends the batch
 // processors once they have handled them. It is called once, after the last
-// processor stopped.
+// processor stopped. The timer goroutine may be flushing a batch at that
+// moment: close waits for it to return before it closes the channels that
+// batch goes out on.
 func (b *batcher[T]) close(ctx context.Context) {
 	b.mu.Lock()
+	b.closing = true
 	b.timer.Stop()
 	for _, ob := range b.open {
 		if !b.flushLocked(ctx, ob, TriggerDrain) {
@@ -166,6 +178,7 @@ func (b *batcher[T]) close(ctx context.Context) {
 	}
 	b.mu.Unlock()
 	close(b.quit)
+	<-b.timerOK
 	for _, o := range b.outs {
 		close(o)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -409,5 +410,36 @@ func TestRunTwice(t *testing.T) {
 	}
 	if err := top.Run(context.Background()); err == nil {
 		t.Fatal("second Run succeeded")
+	}
+}
+
+// Batch timeouts firing while the topology drains: the timer's flush and
+// the drain's must not race (a timer flush once hit a channel the drain had
+// closed). Many short runs with 1µs timeouts, stopped at varied moments.
+func TestDrainRacesBatchTimeouts(t *testing.T) {
+	for i := range 100 {
+		acks := newAckLog(0)
+		p := &countingProducer{n: 1 << 30, acker: acks}
+		top := mustNew(t, topology.Spec[int]{
+			Producer:   topology.ProducerSpec[int]{Producer: p},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 2},
+			Batchers: map[string]topology.BatcherSpec[int]{
+				"a": {BatchSize: 1000, BatchTimeout: time.Microsecond, Concurrency: 2,
+					Handle: func(context.Context, *stages.Batch[int]) error { return nil }},
+			},
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- top.Run(ctx) }()
+		for top.Stats().Acked < int64(i*10) {
+			runtime.Gosched()
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if err := topologytest.CheckConservation(top.Stats()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
