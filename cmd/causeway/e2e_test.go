@@ -467,18 +467,26 @@ func TestLoadScalesOut(t *testing.T) {
 			}
 		})
 	}
-	// Feed the topic over ~4s, so the second loader joins the group (and
-	// the partitions are rebalanced) while there is still work.
-	for i := 0; i < len(c.lines); i += 250 {
-		var recs []*kgo.Record
-		for j := i; j < min(i+250, len(c.lines)); j++ {
-			recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[j]), Value: c.lines[j]})
-		}
-		k.Produce(t, recs...)
-		time.Sleep(200 * time.Millisecond)
-	}
-	// Both run until Postgres holds every loadable tweet.
+	// Feed the topic once both loaders are members of a stable group, so
+	// its four partitions are split between them.
 	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, state, err := kafkatest.GroupMembers(context.Background(), k.Brokers, "loaders")
+		if err == nil && n == 2 && state == "Stable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the group never had both loaders: %d members, %q, %v", n, state, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the group, bounded by the deadline
+	}
+	var recs []*kgo.Record
+	for i, line := range c.lines {
+		recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[i]), Value: line})
+	}
+	k.Produce(t, recs...)
+	// Both run until Postgres holds every loadable tweet.
+	deadline = time.Now().Add(2 * time.Minute)
 	for {
 		var n int
 		if err := s.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+s.table).Scan(&n); err == nil && n == want {

@@ -248,3 +248,27 @@ func CommittedOffsets(ctx context.Context, cl *kgo.Client, group, topic string) 
 }
 
 func kerrOf(code int16) error { return kerr.ErrorForCode(code) }
+
+// GroupMembers returns how many members a consumer group has and its state
+// (e.g. "Stable", "PreparingRebalance", "Empty").
+func GroupMembers(ctx context.Context, brokers, group string) (int, string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(brokers, ",")...))
+	if err != nil {
+		return 0, "", err
+	}
+	defer cl.Close()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return 0, "", err
+	}
+	if len(resp.Groups) != 1 {
+		return 0, "", fmt.Errorf("kafkatest: describe group %s: %d groups in the answer", group, len(resp.Groups))
+	}
+	g := resp.Groups[0]
+	if err := kerrOf(g.ErrorCode); err != nil {
+		return 0, "", err
+	}
+	return len(g.Members), g.State, nil
+}
