@@ -16,6 +16,8 @@ const (
 	TriggerTimeout
 	// TriggerDrain: the topology is shutting down and flushed the batch.
 	TriggerDrain
+	// TriggerFlush: a message of the batch asked for it (Message.FlushBatch).
+	TriggerFlush
 )
 
 func (t Trigger) String() string {
@@ -26,6 +28,8 @@ func (t Trigger) String() string {
 		return "timeout"
 	case TriggerDrain:
 		return "drain"
+	case TriggerFlush:
+		return "flush"
 	}
 	return fmt.Sprintf("Trigger(%d)", uint8(t))
 }

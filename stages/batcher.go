@@ -132,7 +132,8 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 		if b.cfg.PartitionBy != nil {
 			out = b.outs[i]
 		}
-		wg.Go(func() { b.runProcessor(ctx, out) })
+		wctx := withWorker(ctx, Worker{Batcher: b.cfg.Name, Index: i})
+		wg.Go(func() { b.runProcessor(wctx, out) })
 	}
 }
 
@@ -228,7 +229,7 @@ func (b *batcher[T]) add(ctx context.Context, c *chunk[T], msgs []*Message[T]) b
 		j := i + 1
 		if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
 			// Take the run of messages with this batch key that fits.
-			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(msgs) && j < room && msgs[j].batchKey == ob.key; j++ {
+			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(msgs) && j < room && msgs[j].batchKey == ob.key && !msgs[j-1].flush; j++ {
 			}
 			size = j - i
 		}
@@ -240,8 +241,11 @@ func (b *batcher[T]) add(ctx context.Context, c *chunk[T], msgs []*Message[T]) b
 		}
 		ob.size += size
 		i = j
-		if ob.size >= b.cfg.BatchSize {
-			if !b.flushLocked(ctx, ob, TriggerSize) {
+		if t := TriggerSize; ob.size >= b.cfg.BatchSize || msgs[j-1].flush {
+			if ob.size < b.cfg.BatchSize {
+				t = TriggerFlush
+			}
+			if !b.flushLocked(ctx, ob, t) {
 				return false
 			}
 		}

@@ -34,6 +34,7 @@ type Message[T any] struct {
 	fan      *fanout
 	slot     int32 // index within the batch being handled
 	routed   bool  // Route was called
+	flush    bool  // FlushBatch was called
 }
 
 // ErrFailed is the error a message carries when it was failed with a nil
@@ -55,6 +56,13 @@ func (m *Message[T]) Failed() bool { return m.err != nil }
 
 // Err returns the error the message was failed with, or nil.
 func (m *Message[T]) Err() error { return m.err }
+
+// FlushBatch makes the batch the message joins go to a batch processor as
+// soon as the message is in it, as if the batch were full (its trigger is
+// TriggerFlush): the message does not wait for BatchSize or BatchTimeout.
+// A producer, a processor handler or a test helper may call it; it is the
+// counterpart of Broadway's batch_mode: :flush.
+func (m *Message[T]) FlushBatch() { m.flush = true }
 
 // BatchKey returns the key that separates the message's batches; the zero
 // key is "".

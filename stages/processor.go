@@ -25,7 +25,7 @@ type processor[T any] struct {
 }
 
 func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
-	p := &processor[T]{e: e, id: id, ctx: ctx,
+	p := &processor[T]{e: e, id: id, ctx: withWorker(ctx, Worker{Index: id}),
 		routed: make([][]*Message[T], len(e.batchers)), copies: make([]*chunk[T], len(e.batchers))}
 	p.settler.init(e)
 	if h := e.cfg.Hooks.ProcessorStart; h != nil {
