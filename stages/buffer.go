@@ -538,7 +538,6 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	}
 }
 
-
 // ring is a fixed-capacity FIFO of messages.
 type ring[T any] struct {
 	buf     []Message[T]

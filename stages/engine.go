@@ -391,4 +391,3 @@ func (e *Engine[T]) release(c *chunk[T], n int32) {
 		e.putChunk(c)
 	}
 }
-
