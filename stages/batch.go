@@ -73,17 +73,3 @@ type BatchHandler[T any] func(ctx context.Context, b *Batch[T]) error
 // ErrMissingFromBatch is the error of a message that a batch handler dropped
 // from its batch.
 var ErrMissingFromBatch = errors.New("stages: batch handler dropped the message from its batch")
-
-// PanicError is the error of a message whose handler panicked.
-type PanicError struct {
-	Value any
-	Stack []byte
-}
-
-func (e *PanicError) Error() string { return fmt.Sprintf("panic: %v", e.Value) }
-
-// Unwrap returns the panic value if it is an error.
-func (e *PanicError) Unwrap() error {
-	err, _ := e.Value.(error)
-	return err
-}

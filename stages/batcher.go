@@ -84,6 +84,7 @@ type batcher[T any] struct {
 	quit    chan struct{} // closed by close: the timer goroutine returns
 	timerOK chan struct{} // closed when the timer goroutine has returned
 
+	bpState       []atomic.Int32 // per batch processor: what it is doing
 	received      atomic.Int64
 	pending       atomic.Int64
 	batches       atomic.Int64
@@ -94,6 +95,7 @@ type batcher[T any] struct {
 	failed        atomic.Int64
 	sizes         *Histogram
 	latency       *Histogram
+	panicLog      logLimiter
 }
 
 func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T] {
@@ -106,6 +108,7 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 		timerOK: make(chan struct{}),
 		sizes:   NewSizeHistogram(),
 		latency: NewLatencyHistogram(),
+		bpState: make([]atomic.Int32, cfg.Concurrency),
 	}
 	n := 1
 	if cfg.PartitionBy != nil {
@@ -133,7 +136,7 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 			out = b.outs[i]
 		}
 		wctx := withWorker(ctx, Worker{Batcher: b.cfg.Name, Index: i})
-		wg.Go(func() { b.runProcessor(wctx, out) })
+		wg.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), out) })
 	}
 }
 
@@ -185,34 +188,56 @@ func (b *batcher[T]) close(ctx context.Context) {
 	}
 }
 
-// add puts a processor's messages, which live in chunk c, into their open
-// batches, handing over the ones that fill up. The caller has taken one hold
-// on c per message; the batches keep them. It reports false if the topology
-// was stopped hard.
-func (b *batcher[T]) add(ctx context.Context, c *chunk[T], msgs []*Message[T]) bool {
-	b.received.Add(int64(len(msgs)))
-	b.pending.Add(int64(len(msgs)))
+// measure runs the size and partition functions on r's message and
+// records their answers in r. If one panics, it fails the message and
+// reports false.
+func (b *batcher[T]) measure(r *ref[T]) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			perr := newPanicError(v)
+			r.m.Fail(perr)
+			ok = false
+			if allowed, n := b.panicLog.allow(1); allowed {
+				b.e.cfg.Logger.Error("stages: batcher SizeFunc or PartitionBy panicked; message failed",
+					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", n, "panic", v, "stack", string(perr.Stack))
+			}
+		}
+	}()
+	if b.cfg.PartitionBy != nil {
+		r.part = int32(b.cfg.PartitionBy(r.m) % uint64(b.cfg.Concurrency))
+	}
+	if b.cfg.SizeFunc != nil {
+		r.size = int32(b.cfg.SizeFunc(r.m))
+	}
+	return true
+}
+
+// add puts a processor's messages into their open batches, in order,
+// handing over the ones that fill up. Each ref holds one reference on the
+// chunk its message lives in; the batches keep them. It reports false if
+// the topology was stopped hard.
+func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
+	b.received.Add(int64(len(refs)))
+	b.pending.Add(int64(len(refs)))
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var now time.Time
-	for i := 0; i < len(msgs); {
-		m := msgs[i]
-		part := 0
-		if b.cfg.PartitionBy != nil {
-			part = int(b.cfg.PartitionBy(m) % uint64(b.cfg.Concurrency))
-		}
+	for i := 0; i < len(refs); {
+		m, part := refs[i].m, int(refs[i].part)
 		ob := b.last
 		if ob == nil || ob.key != m.batchKey || ob.partition != part {
 			ob = b.open[batchKey{m.batchKey, part}]
 		}
 		size := 1
 		if b.cfg.SizeFunc != nil {
-			size = b.cfg.SizeFunc(m)
+			size = int(refs[i].size)
 			if ob != nil && len(ob.msgs) > 0 && ob.size+size > b.cfg.BatchSize {
 				if !b.flushLocked(ctx, ob, TriggerSize) {
 					return false
 				}
-				ob = nil
+				// b.mu was released while the batch was handed over: another
+				// processor may have opened a batch for this key. Look again.
+				continue
 			}
 		}
 		if ob == nil {
@@ -229,19 +254,21 @@ func (b *batcher[T]) add(ctx context.Context, c *chunk[T], msgs []*Message[T]) b
 		j := i + 1
 		if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
 			// Take the run of messages with this batch key that fits.
-			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(msgs) && j < room && msgs[j].batchKey == ob.key && !msgs[j-1].flush; j++ {
+			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(refs) && j < room && refs[j].m.batchKey == ob.key && !refs[j-1].m.flush; j++ {
 			}
 			size = j - i
 		}
-		ob.msgs = append(ob.msgs, msgs[i:j]...)
-		if h := len(ob.holds) - 1; h >= 0 && ob.holds[h].c == c {
-			ob.holds[h].n += int32(j - i)
-		} else {
-			ob.holds = append(ob.holds, hold[T]{c, int32(j - i)})
+		for _, r := range refs[i:j] {
+			ob.msgs = append(ob.msgs, r.m)
+			if h := len(ob.holds) - 1; h >= 0 && ob.holds[h].c == r.c {
+				ob.holds[h].n++
+			} else {
+				ob.holds = append(ob.holds, hold[T]{r.c, 1})
+			}
 		}
 		ob.size += size
 		i = j
-		if t := TriggerSize; ob.size >= b.cfg.BatchSize || msgs[j-1].flush {
+		if t := TriggerSize; ob.size >= b.cfg.BatchSize || refs[j-1].m.flush {
 			if ob.size < b.cfg.BatchSize {
 				t = TriggerFlush
 			}
@@ -326,6 +353,7 @@ func (b *batcher[T]) stats() BatcherStats {
 type batchProcessor[T any] struct {
 	b       *batcher[T]
 	ctx     context.Context
+	state   *atomicState
 	batch   Batch[T]
 	ptrs    []*Message[T]
 	set     []int32 // slots of the messages in the current attempt
@@ -333,8 +361,8 @@ type batchProcessor[T any] struct {
 	settler settler[T]
 }
 
-func (b *batcher[T]) runProcessor(ctx context.Context, in <-chan *openBatch[T]) {
-	bp := &batchProcessor[T]{b: b, ctx: ctx}
+func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, in <-chan *openBatch[T]) {
+	bp := &batchProcessor[T]{b: b, ctx: ctx, state: state}
 	bp.settler.init(b.e)
 	for {
 		select {
@@ -386,7 +414,7 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		if j == 0 {
 			break
 		}
-		if sleep(bp.ctx, retry.wait(attempt)) != nil {
+		if sleep(bp.ctx, retry.wait(attempt), nil) != nil {
 			break
 		}
 		for _, s := range bp.set {
@@ -394,7 +422,9 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		}
 		b.retries.Add(1)
 	}
+	bp.state.set(workerAcking)
 	bp.settler.settle(bp.ctx, msgs, b)
+	bp.state.set(workerIdle)
 }
 
 // attempt calls the handler on the messages of bp.set and records each
@@ -409,12 +439,14 @@ func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 	}
 	bp.ptrs = ptrs
 	bp.batch = Batch[T]{Messages: ptrs, BatchInfo: info}
-	hooks := b.e.cfg.Hooks
-	if hooks.BatchStart != nil {
-		hooks.BatchStart(BatchEvent{Topology: b.e.cfg.Name, BatchInfo: info})
+	hooks, log := b.e.cfg.Hooks, b.e.cfg.Logger
+	if h := hooks.BatchStart; h != nil {
+		safely(log, "BatchStart hook", func() { h(BatchEvent{Topology: b.e.cfg.Name, BatchInfo: info}) })
 	}
 	start := time.Now()
+	bp.state.set(workerHandling)
 	err := bp.call(&bp.batch)
+	bp.state.set(workerIdle)
 	d := time.Since(start)
 	b.latency.ObserveDuration(d)
 	b.batches.Add(1)
@@ -426,14 +458,15 @@ func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 	} else if got := bp.batch.Messages; len(got) != len(ptrs) || (len(got) > 0 && &got[0] != &ptrs[0]) {
 		bp.failMissing(msgs, got)
 	}
-	if hooks.BatchStop != nil {
+	if h := hooks.BatchStop; h != nil {
 		failed := 0
 		for _, s := range bp.set {
 			if msgs[s].err != nil {
 				failed++
 			}
 		}
-		hooks.BatchStop(BatchEvent{Topology: b.e.cfg.Name, BatchInfo: info, Failed: failed, Duration: d, Err: err})
+		ev := BatchEvent{Topology: b.e.cfg.Name, BatchInfo: info, Failed: failed, Duration: d, Err: err}
+		safely(log, "BatchStop hook", func() { h(ev) })
 	}
 }
 
@@ -470,9 +503,10 @@ func (bp *batchProcessor[T]) failMissing(msgs []*Message[T], got []*Message[T]) 
 func (bp *batchProcessor[T]) call(batch *Batch[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			err = newPanicError(v)
+			perr := newPanicError(v)
+			err = perr
 			bp.b.e.cfg.Logger.Error("stages: batch handler panicked; batch failed",
-				"topology", bp.b.e.cfg.Name, "batcher", bp.b.cfg.Name, "size", len(batch.Messages), "panic", v)
+				"topology", bp.b.e.cfg.Name, "batcher", bp.b.cfg.Name, "size", len(batch.Messages), "panic", v, "stack", string(perr.Stack))
 		}
 	}()
 	return bp.b.cfg.Handle(bp.ctx, batch)

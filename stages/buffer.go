@@ -2,8 +2,8 @@ package stages
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +19,21 @@ type RateLimit struct {
 // Enabled reports whether the limit limits anything.
 func (r RateLimit) Enabled() bool { return r.Messages > 0 && r.Interval > 0 }
 
+// Validate reports whether r is usable: the zero RateLimit (no limit), or
+// Messages > 0 and Interval > 0.
+func (r RateLimit) Validate() error {
+	if r == (RateLimit{}) || r.Enabled() {
+		return nil
+	}
+	return fmt.Errorf("stages: rate limit needs Messages > 0 and Interval > 0 (or both zero for none), got %d per %v", r.Messages, r.Interval)
+}
+
+// promiseLease is how long demand told to one producer goroutine is its
+// alone. A producer that has not emitted it by then (an idle Kafka
+// partition, a slow source) has it offered to the others; what it emits
+// later within the old promise still waits for room rather than drop.
+const promiseLease = 10 * time.Millisecond
+
 // BufferConfig configures a producer-stage buffer.
 type BufferConfig[T any] struct {
 	// Size is how many messages the buffer holds; a partitioned buffer
@@ -29,10 +44,12 @@ type BufferConfig[T any] struct {
 	// Consumers is the number of processors taking from the buffer.
 	Consumers int
 	// PartitionBy, if set, pins each message to processor
-	// PartitionBy(m) % Consumers.
+	// PartitionBy(m) % Consumers. A panic in it fails the message, which
+	// goes to partition 0.
 	PartitionBy func(*Message[T]) uint64
 	// OnDrop sees every message the buffer drops. It runs on the producer's
 	// goroutine and must not block; the slice is valid only during the call.
+	// A panic in it is logged and contained.
 	OnDrop func(dropped []Message[T])
 	// RateLimit bounds how many messages leave the buffer per interval.
 	RateLimit RateLimit
@@ -51,16 +68,19 @@ type BufferConfig[T any] struct {
 type Buffer[T any] struct {
 	mu          sync.Mutex
 	rings       []ring[T]
+	capacity    int
 	keep        Keep
 	partition   func(*Message[T]) uint64
 	outstanding []int // per consumer: asked for and not yet delivered
 	total       int   // sum of outstanding
 	promised    int   // demand told to producers and not yet emitted
+	emitters    []*Emitter[T]
 	buffered    int
 	maxBuffered int
 	emitted     int64
 	delivered   int64
-	closed      bool
+	closed      bool // no more input: Take ends once empty
+	stopping    bool // the topology is shutting down: the rate limit is lifted
 
 	waiting   []int // consumers blocked in Take, oldest first
 	isWaiting []bool
@@ -68,9 +88,11 @@ type Buffer[T any] struct {
 	// inbox holds the slice a waiting consumer takes into: while the buffer
 	// is empty, emitters copy straight into it, saving a trip through the
 	// ring.
-	inbox    [][]Message[T]
-	demandCh chan struct{} // closed when demand grows; producers wait on it
-	spaceCh  chan struct{} // closed when room frees; Block emitters wait on it
+	inbox [][]Message[T]
+
+	demand      notifier // demand may have grown: producers in Demand look again
+	space       notifier // room may have freed: Block emitters look again
+	rateChanged notifier // the rate limit changed or was lifted
 
 	rate        RateLimit
 	windowStart time.Time
@@ -79,13 +101,12 @@ type Buffer[T any] struct {
 	onDemand func(int)
 
 	// drop accounting, outside mu
-	dropped     atomic.Int64
-	onDrop      func([]Message[T])
-	logger      *slog.Logger
-	logEvery    time.Duration
-	dropMu      sync.Mutex
-	lastDropLog time.Time
-	unlogged    int64
+	dropped  atomic.Int64
+	failed   atomic.Int64
+	onDrop   func([]Message[T])
+	logger   *slog.Logger
+	dropLog  logLimiter
+	panicLog logLimiter
 }
 
 // NewBuffer returns a buffer for cfg, which must be valid (Size and
@@ -102,10 +123,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		onDrop:      cfg.OnDrop,
 		onDemand:    cfg.OnDemand,
 		logger:      cfg.Logger,
-		logEvery:    cfg.DropLogInterval,
-	}
-	if b.logEvery <= 0 {
-		b.logEvery = time.Second
+		dropLog:     logLimiter{every: cfg.DropLogInterval},
 	}
 	for i := range b.wake {
 		b.wake[i] = make(chan struct{}, 1)
@@ -119,22 +137,36 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 	} else {
 		b.rings = []ring[T]{newRing[T](cfg.Size)}
 	}
+	for i := range b.rings {
+		b.capacity += len(b.rings[i].buf)
+	}
 	return b
 }
 
 // NewEmitter returns an emitter for one producer goroutine.
-func (b *Buffer[T]) NewEmitter() *Emitter[T] { return &Emitter[T]{b: b} }
+func (b *Buffer[T]) NewEmitter() *Emitter[T] {
+	e := &Emitter[T]{b: b}
+	b.mu.Lock()
+	b.emitters = append(b.emitters, e)
+	b.mu.Unlock()
+	return e
+}
 
 // Ask adds n to consumer id's outstanding demand.
 func (b *Buffer[T]) Ask(id, n int) {
 	b.mu.Lock()
 	b.outstanding[id] += n
 	b.total += n
-	if b.demandCh != nil && b.unmetDemand() > 0 {
-		close(b.demandCh)
-		b.demandCh = nil
-	}
+	b.announceDemandLocked()
 	b.mu.Unlock()
+}
+
+// announceDemandLocked wakes producers waiting in Demand if there is demand
+// for them. b.mu must be held.
+func (b *Buffer[T]) announceDemandLocked() {
+	if b.demand.ch != nil && b.unmetDemand() > 0 {
+		b.demand.broadcast()
+	}
 }
 
 // Take appends to dst up to consumer id's outstanding demand of buffered
@@ -156,11 +188,12 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 				// behind one (it matters when handlers are slow).
 				k = min(k, (r.n+len(b.waiting))/(len(b.waiting)+1))
 			}
-			if b.rate.Enabled() {
+			if b.rateActive() {
 				var wait time.Duration
 				if k, wait = b.allowLocked(k); k == 0 {
+					changed := b.rateChanged.wait()
 					b.mu.Unlock()
-					if err := sleep(ctx, wait); err != nil {
+					if err := sleep(ctx, wait, changed); err != nil {
 						return dst, err
 					}
 					continue
@@ -171,10 +204,8 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			b.total -= k
 			b.buffered -= k
 			b.delivered += int64(k)
-			if b.spaceCh != nil {
-				close(b.spaceCh)
-				b.spaceCh = nil
-			}
+			b.space.broadcast()
+			b.announceDemandLocked()
 			if r.n > 0 {
 				b.wakeConsumers()
 			}
@@ -201,6 +232,10 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 		b.mu.Lock()
 		dst = b.inbox[id]
 		b.inbox[id] = nil
+		if err != nil && b.isWaiting[id] {
+			b.isWaiting[id] = false
+			b.waiting = removeID(b.waiting, id)
+		}
 		b.mu.Unlock()
 		if len(dst) > n {
 			return dst, nil // delivered directly; an ended ctx shows next time
@@ -209,6 +244,15 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			return dst, err
 		}
 	}
+}
+
+func removeID(ids []int, id int) []int {
+	for i, x := range ids {
+		if x == id {
+			return append(ids[:i], ids[i+1:]...)
+		}
+	}
+	return ids
 }
 
 // deliverDirect copies msgs straight into the inboxes of waiting consumers,
@@ -240,6 +284,16 @@ func (b *Buffer[T]) deliverDirect(msgs []Message[T]) int {
 	return i
 }
 
+// Stop tells the buffer the topology is shutting down: from now on the
+// rate limit holds nothing back, so a drain never waits for an interval to
+// pass. Producers may still emit until Close.
+func (b *Buffer[T]) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopping = true
+	b.rateChanged.broadcast()
+}
+
 // Close stops the buffer taking input: emitters get ErrClosed, and Take
 // returns ErrClosed once a consumer has taken everything buffered for it.
 func (b *Buffer[T]) Close() {
@@ -249,40 +303,37 @@ func (b *Buffer[T]) Close() {
 		return
 	}
 	b.closed = true
+	b.stopping = true
 	for _, id := range b.waiting {
 		b.isWaiting[id] = false
 		b.signal(id)
 	}
 	b.waiting = b.waiting[:0]
-	if b.demandCh != nil {
-		close(b.demandCh)
-		b.demandCh = nil
-	}
-	if b.spaceCh != nil {
-		close(b.spaceCh)
-		b.spaceCh = nil
-	}
-	b.dropMu.Lock()
-	if b.unlogged > 0 && b.logger != nil {
+	b.demand.broadcast()
+	b.space.broadcast()
+	b.rateChanged.broadcast()
+	if n := b.dropLog.flush(); n > 0 && b.logger != nil {
 		b.logger.Warn("stages: producer buffer full, messages dropped",
-			"dropped", b.unlogged, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
-		b.unlogged = 0
+			"dropped", n, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 	}
-	b.dropMu.Unlock()
 }
 
 // SetRateLimit changes the rate limit; the zero RateLimit removes it. It
-// takes effect at once and starts a new interval.
-func (b *Buffer[T]) SetRateLimit(r RateLimit) {
+// takes effect at once, starts a new interval and wakes processors waiting
+// for the old one to end. An invalid limit changes nothing and is returned
+// as an error.
+func (b *Buffer[T]) SetRateLimit(r RateLimit) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	b.rate = r
 	b.windowStart = time.Time{}
 	b.windowUsed = 0
-	waiting := append([]int(nil), b.waiting...)
-	b.mu.Unlock()
-	for _, id := range waiting {
-		b.signal(id)
-	}
+	b.rateChanged.broadcast()
+	b.announceDemandLocked()
+	return nil
 }
 
 // RateLimit returns the current rate limit.
@@ -297,6 +348,7 @@ type BufferStats struct {
 	Emitted     int64 // messages producers emitted, dropped ones included
 	Delivered   int64 // messages handed to processors
 	Dropped     int64 // messages the Keep policy dropped
+	Failed      int64 // messages failed here: their PartitionBy panicked
 	Buffered    int   // messages waiting now
 	MaxBuffered int   // the most ever waiting at once
 	Capacity    int   // how many can wait
@@ -308,24 +360,22 @@ type BufferStats struct {
 func (b *Buffer[T]) Stats() BufferStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	c := 0
-	for i := range b.rings {
-		c += len(b.rings[i].buf)
-	}
 	return BufferStats{
 		Emitted:     b.emitted,
 		Delivered:   b.delivered,
 		Dropped:     b.dropped.Load(),
+		Failed:      b.failed.Load(),
 		Buffered:    b.buffered,
 		MaxBuffered: b.maxBuffered,
-		Capacity:    c,
+		Capacity:    b.capacity,
 		Demand:      b.total,
 		Promised:    b.promised,
 	}
 }
 
 // unmetDemand is the demand neither buffered nor promised, capped by the
-// room left. b.mu must be held.
+// room left and by what the rate limit can let out in the current interval.
+// b.mu must be held.
 func (b *Buffer[T]) unmetDemand() int {
 	var need, room int
 	if b.partition == nil {
@@ -337,7 +387,33 @@ func (b *Buffer[T]) unmetDemand() int {
 			room += len(b.rings[i].buf) - b.rings[i].n
 		}
 	}
-	return min(need, room) - b.promised
+	n := min(need, room)
+	if b.rateActive() {
+		n = min(n, b.rateLeft(time.Now())-b.buffered)
+	}
+	return n - b.promised
+}
+
+// rateActive reports whether the rate limit holds messages back now.
+// b.mu must be held.
+func (b *Buffer[T]) rateActive() bool { return b.rate.Enabled() && !b.stopping }
+
+// rateLeft is how many messages the current interval still lets out.
+// b.mu must be held.
+func (b *Buffer[T]) rateLeft(now time.Time) int {
+	if b.windowStart.IsZero() || now.Sub(b.windowStart) >= b.rate.Interval {
+		return b.rate.Messages
+	}
+	return b.rate.Messages - b.windowUsed
+}
+
+// rateReopens is how long until the rate limit lets more out, when it is
+// what holds demand back; 0 otherwise. b.mu must be held.
+func (b *Buffer[T]) rateReopens(now time.Time) time.Duration {
+	if !b.rateActive() || b.windowStart.IsZero() || b.rateLeft(now) > b.buffered+b.promised {
+		return 0
+	}
+	return max(b.windowStart.Add(b.rate.Interval).Sub(now), time.Nanosecond)
 }
 
 // wakeConsumers wakes waiting consumers that can take what is buffered.
@@ -399,6 +475,8 @@ func (b *Buffer[T]) allowLocked(k int) (int, time.Duration) {
 	if b.windowStart.IsZero() || now.Sub(b.windowStart) >= b.rate.Interval {
 		b.windowStart = now
 		b.windowUsed = 0
+		// Producers waiting in Demand time their next look by the window.
+		b.demand.broadcast()
 	}
 	left := b.rate.Messages - b.windowUsed
 	if left <= 0 {
@@ -409,17 +487,20 @@ func (b *Buffer[T]) allowLocked(k int) (int, time.Duration) {
 	return k, 0
 }
 
-func (b *Buffer[T]) partitionOf(m *Message[T]) (p int) {
+// partitionOf returns m's partition. A panicking PartitionBy yields
+// partition 0 and the panic as an error, which fails the message.
+func (b *Buffer[T]) partitionOf(m *Message[T]) (p int, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			if b.logger != nil {
-				b.logger.Error("stages: PartitionBy panicked; message sent to partition 0",
-					"panic", v, "stack", string(debug.Stack()))
+			p, err = 0, newPanicError(v)
+			b.failed.Add(1)
+			if ok, n := b.panicLog.allow(1); ok && b.logger != nil {
+				b.logger.Error("stages: processor PartitionBy panicked; message failed and sent to partition 0",
+					"panics", n, "panic", v, "stack", string(err.(*PanicError).Stack))
 			}
-			p = 0
 		}
 	}()
-	return int(b.partition(m) % uint64(len(b.rings)))
+	return int(b.partition(m) % uint64(len(b.rings))), nil
 }
 
 // reportDrops counts dropped messages, offers them to OnDrop and logs them,
@@ -428,34 +509,20 @@ func (b *Buffer[T]) reportDrops(dropped []Message[T]) {
 	n := int64(len(dropped))
 	b.dropped.Add(n)
 	if b.onDrop != nil {
-		func() {
-			defer func() {
-				if v := recover(); v != nil && b.logger != nil {
-					b.logger.Error("stages: OnDrop panicked", "panic", v)
-				}
-			}()
-			b.onDrop(dropped)
-		}()
+		safely(b.logger, "OnDrop", func() { b.onDrop(dropped) }, "dropped", n)
 	}
 	if b.logger == nil {
 		return
 	}
-	b.dropMu.Lock()
-	b.unlogged += n
-	now := time.Now()
-	if now.Sub(b.lastDropLog) < b.logEvery {
-		b.dropMu.Unlock()
-		return
+	if ok, count := b.dropLog.allow(n); ok {
+		b.logger.Warn("stages: producer buffer full, messages dropped",
+			"dropped", count, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 	}
-	count := b.unlogged
-	b.unlogged = 0
-	b.lastDropLog = now
-	b.dropMu.Unlock()
-	b.logger.Warn("stages: producer buffer full, messages dropped",
-		"dropped", count, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits for d, for ctx to end (returning its error) or for wake to be
+// closed, whichever comes first. A nil wake never fires.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -463,6 +530,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-t.C:
+		return nil
+	case <-wake:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -479,13 +548,15 @@ func newRing[T any](capacity int) ring[T] { return ring[T]{buf: make([]Message[T
 
 func (r *ring[T]) full() bool { return r.n == len(r.buf) }
 
-func (r *ring[T]) push(m Message[T]) {
+// push appends m and returns a pointer to the stored copy.
+func (r *ring[T]) push(m Message[T]) *Message[T] {
 	i := r.head + r.n
 	if i >= len(r.buf) {
 		i -= len(r.buf)
 	}
 	r.buf[i] = m
 	r.n++
+	return &r.buf[i]
 }
 
 // pushAll appends as many of msgs as fit and returns how many did.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,7 +81,21 @@ type Engine[T any] struct {
 	latency   *Histogram
 	acked     atomic.Int64
 	failed    atomic.Int64
+
+	// What each worker is doing, so a drain that times out can name the
+	// ones stuck in user code.
+	procState []atomic.Int32
+	producing atomic.Int32 // producer goroutines that have not returned
+
+	routeLog logLimiter // unknown batcher names
 }
+
+// What a worker is doing, for the report of a drain that timed out.
+const (
+	workerIdle int32 = iota
+	workerHandling
+	workerAcking
+)
 
 // chunk is the storage a processor takes messages into. Batches point into
 // it rather than copying messages, so it goes back to the pool only when the
@@ -103,7 +118,8 @@ func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine[T]{cfg: cfg, table: table, latency: NewLatencyHistogram()}
+	e := &Engine[T]{cfg: cfg, table: table, latency: NewLatencyHistogram(),
+		procState: make([]atomic.Int32, cfg.Processors.Concurrency)}
 	bc := cfg.Buffer
 	bc.Consumers = cfg.Processors.Concurrency
 	bc.PartitionBy = cfg.Processors.PartitionBy
@@ -111,12 +127,12 @@ func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
 		bc.Logger = cfg.Logger
 	}
 	if userDrop, hook := bc.OnDrop, cfg.Hooks.Drop; hook != nil {
-		name, keep := cfg.Name, bc.Keep
+		name, keep, log := cfg.Name, bc.Keep, cfg.Logger
 		bc.OnDrop = func(d []Message[T]) {
 			if userDrop != nil {
-				userDrop(d)
+				safely(log, "OnDrop", func() { userDrop(d) }, "topology", name, "dropped", len(d))
 			}
-			hook(DropEvent{Topology: name, Count: len(d), Keep: keep})
+			safely(log, "Drop hook", func() { hook(DropEvent{Topology: name, Count: len(d), Keep: keep}) }, "topology", name)
 		}
 	}
 	e.buf = NewBuffer(bc)
@@ -131,13 +147,21 @@ func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
 // Buffer returns the producer stage's buffer.
 func (e *Engine[T]) Buffer() *Buffer[T] { return e.buf }
 
-// Run runs the topology until ctx ends or the producer is exhausted, then
-// drains: the producer stops, everything already inside is processed,
-// batched, handled and acknowledged, and Run returns. It returns nil after a
-// clean drain, the producer's error if it failed, and an error wrapping
-// ErrShutdownTimeout (with the count of messages left unacknowledged) if the
-// drain took longer than ShutdownTimeout; at that point handlers' contexts
-// are cancelled and Run waits for them to return.
+// shutdownGrace is how long Run waits, after ShutdownTimeout, for workers
+// to return once their context is cancelled. Those still in user code then
+// are named in Run's error and left behind.
+const shutdownGrace = time.Second
+
+// Run runs the topology until ctx ends or the producers are exhausted, then
+// drains: the producers stop (what they emit until they return is still
+// taken), everything already inside is processed, batched, handled and
+// acknowledged, and Run returns. It returns nil after a clean drain, the
+// producer's error if one failed, and an error wrapping ErrShutdownTimeout
+// if the drain went on longer than ShutdownTimeout after ctx ended (or a
+// producer failed). At that point handlers' contexts are cancelled; Run
+// waits at most shutdownGrace more, and names the workers still stuck in
+// user code (which it leaves running) with the count of messages left
+// unacknowledged.
 //
 // Run may be called once.
 func (e *Engine[T]) Run(ctx context.Context) error {
@@ -165,6 +189,11 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 			b.close(hard)
 		}
 	})
+	stagesDone := make(chan struct{})
+	go func() {
+		stagesWG.Wait()
+		close(stagesDone)
+	}()
 
 	var (
 		errMu   sync.Mutex
@@ -173,8 +202,11 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 	var prodWG sync.WaitGroup
 	for range e.cfg.ProducerConcurrency {
 		em := e.buf.NewEmitter()
+		e.producing.Add(1)
 		prodWG.Go(func() {
+			defer e.producing.Add(-1)
 			err := e.runProducer(prodCtx, em)
+			em.done()
 			if err != nil && !errors.Is(err, ErrClosed) && !(prodCtx.Err() != nil && errors.Is(err, context.Canceled)) {
 				errMu.Lock()
 				if prodErr == nil {
@@ -191,45 +223,117 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 		close(producersDone)
 	}()
 
-	select {
-	case <-prodCtx.Done():
-	case <-producersDone:
+	// Run until the producers are exhausted and everything is acknowledged.
+	// Once ctx ends (or a producer fails) the producers are told to stop,
+	// the rate limit is lifted and the shutdown clock starts; the buffer
+	// closes only when every producer has returned, so what they emit
+	// meanwhile is not lost.
+	var (
+		deadline  <-chan time.Time
+		stopTimer = func() bool { return false }
+	)
+	defer func() { stopTimer() }()
+	startShutdown := func() {
+		if deadline != nil {
+			return
+		}
+		stopProducers()
+		e.buf.Stop()
+		t := time.NewTimer(e.cfg.ShutdownTimeout)
+		deadline, stopTimer = t.C, t.Stop
 	}
-	stopProducers()
-	e.buf.Close()
-
-	allDone := make(chan struct{})
-	go func() {
-		stagesWG.Wait()
-		<-producersDone
-		close(allDone)
-	}()
-	var timedOut bool
-	timer := time.NewTimer(e.cfg.ShutdownTimeout)
-	select {
-	case <-allDone:
-		timer.Stop()
-	case <-timer.C:
-		timedOut = true
-		hardStop()
-		<-allDone
+	ended, prodOut, stagesOut := prodCtx.Done(), producersDone, stagesDone
+	timedOut := false
+	for !timedOut && (prodOut != nil || stagesOut != nil) {
+		select {
+		case <-ended:
+			ended = nil
+			startShutdown()
+		case <-prodOut:
+			prodOut = nil
+			e.buf.Close()
+		case <-stagesOut:
+			stagesOut = nil
+		case <-deadline:
+			timedOut = true
+		}
 	}
 
 	var errs []error
+	errMu.Lock()
 	if prodErr != nil {
 		errs = append(errs, prodErr)
 	}
+	errMu.Unlock()
 	if timedOut {
-		s := e.Stats()
-		errs = append(errs, fmt.Errorf("topology %q: %w after %v: %d messages not acknowledged (%d buffered, %d in processors or batches)",
-			e.cfg.Name, ErrShutdownTimeout, e.cfg.ShutdownTimeout, s.InFlight, s.Producer.Buffered, s.InFlight-int64(s.Producer.Buffered)))
+		errs = append(errs, e.hardStop(hardStop, producersDone, stagesDone))
 	}
-	if c, ok := e.cfg.Producer.(io.Closer); ok {
-		if err := c.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("producer: close: %w", err))
+	select {
+	case <-producersDone:
+		if c, ok := e.cfg.Producer.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("producer: close: %w", err))
+			}
 		}
+	default: // a producer is stuck in Run: closing it under its feet is not safe
 	}
 	return errors.Join(errs...)
+}
+
+// hardStop ends a drain that ran past ShutdownTimeout: it closes the buffer,
+// cancels the handlers' context, waits shutdownGrace for the workers to
+// return, and describes what was left and who is stuck.
+func (e *Engine[T]) hardStop(cancel context.CancelFunc, producersDone, stagesDone <-chan struct{}) error {
+	e.buf.Close()
+	cancel()
+	grace := time.NewTimer(shutdownGrace)
+	defer grace.Stop()
+	for producersDone != nil || stagesDone != nil {
+		select {
+		case <-producersDone:
+			producersDone = nil
+		case <-stagesDone:
+			stagesDone = nil
+		case <-grace.C:
+			s := e.Stats()
+			return fmt.Errorf("topology %q: %w after %v: %d messages not acknowledged (%d buffered, %d in processors or batches); still running %v later, left behind: %s",
+				e.cfg.Name, ErrShutdownTimeout, e.cfg.ShutdownTimeout, s.InFlight, s.Producer.Buffered, s.InFlight-int64(s.Producer.Buffered),
+				shutdownGrace, e.stuck())
+		}
+	}
+	s := e.Stats()
+	return fmt.Errorf("topology %q: %w after %v: %d messages not acknowledged (%d buffered, %d in processors or batches)",
+		e.cfg.Name, ErrShutdownTimeout, e.cfg.ShutdownTimeout, s.InFlight, s.Producer.Buffered, s.InFlight-int64(s.Producer.Buffered))
+}
+
+// stuck names the workers that are in user code or have not returned.
+func (e *Engine[T]) stuck() string {
+	var parts []string
+	if n := e.producing.Load(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d producer goroutine(s) in Run", n))
+	}
+	describe := func(what string, states []atomic.Int32) {
+		var in [3][]int
+		for i := range states {
+			if st := states[i].Load(); st != workerIdle {
+				in[st] = append(in[st], i)
+			}
+		}
+		if len(in[workerHandling]) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %v in their handler", what, in[workerHandling]))
+		}
+		if len(in[workerAcking]) > 0 {
+			parts = append(parts, fmt.Sprintf("%s %v acknowledging (Acknowledger or HandleFailed)", what, in[workerAcking]))
+		}
+	}
+	describe("processors", e.procState)
+	for _, b := range e.batchers {
+		describe(fmt.Sprintf("batcher %q batch processors", b.cfg.Name), b.bpState)
+	}
+	if len(parts) == 0 {
+		return "no worker in user code (they are between steps)"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (e *Engine[T]) runProducer(ctx context.Context, em *Emitter[T]) (err error) {
@@ -241,8 +345,9 @@ func (e *Engine[T]) runProducer(ctx context.Context, em *Emitter[T]) (err error)
 	return e.cfg.Producer.Run(ctx, em)
 }
 
-// SetRateLimit changes the producer stage's rate limit while running.
-func (e *Engine[T]) SetRateLimit(r RateLimit) { e.buf.SetRateLimit(r) }
+// SetRateLimit changes the producer stage's rate limit while running; it
+// applies at once. An invalid limit changes nothing and is returned.
+func (e *Engine[T]) SetRateLimit(r RateLimit) error { return e.buf.SetRateLimit(r) }
 
 // Stats returns a snapshot of every stage's counters.
 func (e *Engine[T]) Stats() Stats {
@@ -285,8 +390,4 @@ func (e *Engine[T]) release(c *chunk[T], n int32) {
 	if c.refs.Add(-n) == 0 {
 		e.putChunk(c)
 	}
-}
-
-func newPanicError(v any) *PanicError {
-	return &PanicError{Value: v, Stack: stack()}
 }

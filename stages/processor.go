@@ -2,6 +2,7 @@ package stages
 
 import (
 	"context"
+	"errors"
 	"math/bits"
 	"time"
 )
@@ -11,10 +12,12 @@ type processor[T any] struct {
 	e       *Engine[T]
 	id      int
 	ctx     context.Context
-	routed  [][]*Message[T] // per batcher: messages of the chunk routed there
-	copies  []*chunk[T]     // per batcher: fan-out copies
-	ptrs    []*Message[T]
+	state   *atomicState
+	routed  [][]ref[T]  // per batcher: messages of the chunk routed there, in order
+	copies  []*chunk[T] // per batcher: storage for fan-out copies
 	direct  []*Message[T]
+	failed  []ref[T] // messages a batcher's SizeFunc or PartitionBy failed
+	fmsgs   []*Message[T]
 	settler settler[T]
 	chunks  uint64 // chunks handled
 
@@ -24,15 +27,25 @@ type processor[T any] struct {
 	pending, maxDemand, minDemand int
 }
 
+// ref is one message on its way to a batcher: where it lives, and what the
+// batcher's size and partition functions said of it.
+type ref[T any] struct {
+	m    *Message[T]
+	c    *chunk[T]
+	size int32
+	part int32
+}
+
 func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
-	p := &processor[T]{e: e, id: id, ctx: withWorker(ctx, Worker{Index: id}),
-		routed: make([][]*Message[T], len(e.batchers)), copies: make([]*chunk[T], len(e.batchers))}
+	p := &processor[T]{e: e, id: id, ctx: withWorker(ctx, Worker{Index: id}), state: (*atomicState)(&e.procState[id]),
+		routed: make([][]ref[T], len(e.batchers)), copies: make([]*chunk[T], len(e.batchers))}
 	p.settler.init(e)
+	log := e.cfg.Logger
 	if h := e.cfg.Hooks.ProcessorStart; h != nil {
-		h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
+		safely(log, "ProcessorStart hook", func() { h(ProcessorEvent{Topology: e.cfg.Name, ID: id}) })
 	}
 	if h := e.cfg.Hooks.ProcessorStop; h != nil {
-		defer h(ProcessorEvent{Topology: e.cfg.Name, ID: id})
+		defer safely(log, "ProcessorStop hook", func() { h(ProcessorEvent{Topology: e.cfg.Name, ID: id}) })
 	}
 	p.maxDemand, p.minDemand = e.cfg.Processors.MaxDemand, e.cfg.Processors.MinDemand
 	e.buf.Ask(id, p.maxDemand)
@@ -45,7 +58,9 @@ func (e *Engine[T]) runProcessor(ctx context.Context, id int) {
 			e.putChunk(c)
 			return
 		}
+		p.state.set(workerHandling)
 		p.handle(c.msgs)
+		p.state.set(workerIdle)
 		if !p.dispatch(c) {
 			return
 		}
@@ -81,15 +96,13 @@ func (p *processor[T]) handle(msgs []Message[T]) {
 func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
 	defer func() {
 		if v := recover(); v != nil {
-			msgs[next].Fail(newPanicError(v))
-			if p.pending--; p.pending <= p.minDemand {
-				p.e.buf.Ask(p.id, p.maxDemand-p.pending)
-				p.pending = p.maxDemand
-			}
+			perr := newPanicError(v)
+			msgs[next].Fail(perr)
+			p.askMore()
 			p.e.panics.Add(1)
 			p.e.procFail.Add(1)
 			p.e.cfg.Logger.Error("stages: processor handler panicked; message failed",
-				"topology", p.e.cfg.Name, "processor", p.id, "panic", v)
+				"topology", p.e.cfg.Name, "processor", p.id, "panic", v, "stack", string(perr.Stack))
 			next++
 		}
 	}()
@@ -101,46 +114,51 @@ func (p *processor[T]) handleFrom(msgs []Message[T], i int) (next int) {
 		if m.err == nil { // else failed before it got here, by its producer
 			if err := handle(ctx, m); err != nil {
 				m.Fail(err)
-				p.e.procFail.Add(1)
+			}
+			if m.err != nil {
+				p.failedHere(m)
 			}
 		}
-		if p.pending--; p.pending <= p.minDemand {
-			p.e.buf.Ask(p.id, p.maxDemand-p.pending)
-			p.pending = p.maxDemand
-		}
+		p.askMore()
 	}
 	return next
+}
+
+// askMore counts one message done and asks the buffer for more once
+// pending falls to MinDemand.
+func (p *processor[T]) askMore() {
+	if p.pending--; p.pending <= p.minDemand {
+		p.e.buf.Ask(p.id, p.maxDemand-p.pending)
+		p.pending = p.maxDemand
+	}
+}
+
+// failedHere counts a message the handler failed (by error, Fail or a route
+// to an unknown batcher) and logs unknown routes, rate-limited.
+func (p *processor[T]) failedHere(m *Message[T]) {
+	p.e.procFail.Add(1)
+	var ub *UnknownBatcherError
+	if errors.As(m.err, &ub) {
+		if ok, n := p.e.routeLog.allow(1); ok {
+			p.e.cfg.Logger.Error("stages: message routed to an unknown batcher; failed",
+				"topology", p.e.cfg.Name, "batcher", ub.Name, "known", ub.Known, "messages", n)
+		}
+	}
 }
 
 // dispatch sends the chunk's messages on to their batchers, which keep
 // pointers to them, and settles the ones that go nowhere. A message routed
 // to several batchers is copied once per batcher, each copy tracking the
-// shared outcome. It reports false if the topology was stopped hard.
+// shared outcome. Each batcher gets its messages in chunk order, copies
+// included, so per-key order holds through fan-out. It reports false if
+// the topology was stopped hard.
 func (p *processor[T]) dispatch(c *chunk[T]) bool {
 	e := p.e
 	msgs := c.msgs
 	c.refs.Store(1) // the processor's own hold, released below
 	defer e.release(c, 1)
-	// Fast path: every message is healthy and goes to the same single batcher.
-	if len(msgs) > 0 && len(e.batchers) > 0 {
-		r := msgs[0].effectiveRoutes()
-		uniform := r != 0 && r&(r-1) == 0
-		for i := 0; uniform && i < len(msgs); i++ {
-			uniform = msgs[i].err == nil && msgs[i].effectiveRoutes() == r
-		}
-		if uniform {
-			ptrs := p.ptrs[:0]
-			for i := range msgs {
-				ptrs = append(ptrs, &msgs[i])
-			}
-			p.ptrs = ptrs
-			e.forwarded.Add(int64(len(msgs)))
-			c.refs.Add(int32(len(msgs)))
-			return e.batchers[bits.TrailingZeros64(r)].add(p.ctx, c, ptrs)
-		}
-	}
 	direct := p.direct[:0]
-	forwarded := 0
+	forwarded, held := 0, 0 // held: messages of c that batches will hold
 	for i := range msgs {
 		m := &msgs[i]
 		r := m.effectiveRoutes()
@@ -150,51 +168,93 @@ func (p *processor[T]) dispatch(c *chunk[T]) bool {
 		}
 		if r&(r-1) == 0 {
 			b := bits.TrailingZeros64(r)
-			p.routed[b] = append(p.routed[b], m)
+			p.routed[b] = append(p.routed[b], ref[T]{m: m, c: c})
 			forwarded++
+			held++
 			continue
 		}
 		m.fan = newFanout(bits.OnesCount64(r))
 		for r != 0 {
 			b := bits.TrailingZeros64(r)
 			r &= r - 1
-			if p.copies[b] == nil {
-				p.copies[b] = e.getChunk()
-				p.copies[b].refs.Store(1)
+			cc := p.copies[b]
+			if cc == nil {
+				cc = e.getChunk()
+				if cap(cc.msgs) < len(msgs) {
+					cc.msgs = make([]Message[T], 0, len(msgs))
+				}
+				cc.refs.Store(1)
+				p.copies[b] = cc
 			}
-			p.copies[b].msgs = append(p.copies[b].msgs, *m)
+			cc.msgs = append(cc.msgs, *m)
+			p.routed[b] = append(p.routed[b], ref[T]{m: &cc.msgs[len(cc.msgs)-1], c: cc})
 			forwarded++
 		}
 	}
 	p.direct = direct
 	e.forwarded.Add(int64(forwarded))
-	ok := true
-	for b := range e.batchers {
-		if ptrs := p.routed[b]; len(ptrs) > 0 {
-			c.refs.Add(int32(len(ptrs)))
-			if ok {
-				ok = e.batchers[b].add(p.ctx, c, ptrs)
-			}
-			clear(ptrs)
-			p.routed[b] = ptrs[:0]
+	// Batches hold one reference per message on the storage it lives in.
+	c.refs.Add(int32(held))
+	for _, cc := range p.copies {
+		if cc != nil {
+			cc.refs.Add(int32(len(cc.msgs)))
 		}
-		if cc := p.copies[b]; cc != nil {
-			p.copies[b] = nil
-			ptrs := p.ptrs[:0]
-			for i := range cc.msgs {
-				ptrs = append(ptrs, &cc.msgs[i])
+	}
+	ok := true
+	for i, b := range e.batchers {
+		if refs := p.routed[i]; len(refs) > 0 {
+			refs = p.measure(b, refs)
+			if ok && len(refs) > 0 {
+				ok = b.add(p.ctx, refs)
 			}
-			p.ptrs = ptrs
-			cc.refs.Add(int32(len(ptrs)))
-			if ok {
-				ok = e.batchers[b].add(p.ctx, cc, ptrs)
-			}
+			clear(p.routed[i])
+			p.routed[i] = p.routed[i][:0]
+		}
+		if cc := p.copies[i]; cc != nil {
+			p.copies[i] = nil
 			e.release(cc, 1)
 		}
 	}
 	if len(direct) > 0 {
+		p.state.set(workerAcking)
 		p.settler.settle(p.ctx, direct, nil)
+		p.state.set(workerIdle)
 		clear(direct)
 	}
 	return ok
+}
+
+// measure runs batcher b's size and partition functions on refs, which hold
+// a chunk reference each. Messages whose function panicked are failed,
+// settled and let go of; it returns the others.
+func (p *processor[T]) measure(b *batcher[T], refs []ref[T]) []ref[T] {
+	if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
+		return refs
+	}
+	kept, failed := refs[:0], p.failed[:0]
+	for _, r := range refs {
+		if b.measure(&r) {
+			kept = append(kept, r)
+		} else {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) > 0 {
+		fmsgs := p.fmsgs[:0]
+		for _, r := range failed {
+			fmsgs = append(fmsgs, r.m)
+		}
+		b.received.Add(int64(len(fmsgs)))
+		p.state.set(workerAcking)
+		p.settler.settle(p.ctx, fmsgs, b)
+		p.state.set(workerIdle)
+		for _, r := range failed {
+			p.e.release(r.c, 1)
+		}
+		clear(fmsgs)
+		p.fmsgs = fmsgs[:0]
+		clear(failed)
+	}
+	p.failed = failed[:0]
+	return kept
 }

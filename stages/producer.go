@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Producer is a source of messages. The producer stage calls Run once per
@@ -66,11 +67,20 @@ var ErrClosed = errors.New("stages: producer stage closed")
 // Emitter is a producer's handle on its stage's buffer. Each producer
 // goroutine has its own; it is not safe for concurrent use.
 type Emitter[T any] struct {
-	b        *Buffer[T]
-	promised int      // demand told to this emitter and not yet emitted
-	parts    []uint32 // partition of each message being emitted
-	dropped  []Message[T]
-	one      [1]Message[T]
+	b *Buffer[T]
+	// promised is the demand told to this emitter and not yet emitted,
+	// counted in b.promised; promisedAt is when it was told. Both are
+	// guarded by b.mu.
+	promised   int
+	promisedAt time.Time
+	// lapsed is demand this emitter was told that other producers were
+	// offered since (its lease ran out): what it emits within it still waits
+	// for room rather than drop. Guarded by b.mu.
+	lapsed  int
+	parts   []int
+	failed  []error // per message being emitted: its PartitionBy panic
+	dropped []Message[T]
+	one     [1]Message[T]
 }
 
 // Keep returns the stage's policy for a full buffer. A push producer that
@@ -82,13 +92,28 @@ func (e *Emitter[T]) Keep() Keep { return e.b.keep }
 // buffered nor promised to another producer goroutine, and returns how many.
 // The producer should emit up to that many; emitting fewer is fine (the
 // next call to Demand accounts for it), emitting more fills the buffer.
-// It returns ErrClosed once the stage is draining, or ctx's error.
+//
+// With several producer goroutines, demand told to one of them is its own
+// for a short lease; if it has not emitted it by then, or returns, the
+// demand is offered to the others. While a rate limit holds messages back,
+// Demand tells only what the limit can let out. It returns ctx's error once
+// ctx ends, or ErrClosed once the stage takes no more input.
 func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 	b := e.b
 	b.mu.Lock()
 	b.promised -= e.promised
-	e.promised = 0
+	e.promised, e.lapsed = 0, 0
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
+		if err := ctx.Err(); err != nil {
+			b.mu.Unlock()
+			return 0, err
+		}
 		if b.closed {
 			b.mu.Unlock()
 			return 0, ErrClosed
@@ -96,32 +121,100 @@ func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 		if n := b.unmetDemand(); n > 0 {
 			e.promised = n
 			b.promised += n
+			if len(b.emitters) > 1 {
+				e.promisedAt = time.Now()
+			}
 			if b.onDemand != nil {
 				b.onDemand(n)
 			}
 			b.mu.Unlock()
 			return n, nil
 		}
-		if b.demandCh == nil {
-			b.demandCh = make(chan struct{})
-		}
-		ch := b.demandCh
+		// Nothing to tell now. Wait for demand to grow, for the rate
+		// limit's next interval, or for another producer's lease to end.
+		ch := b.demand.wait()
+		wait := b.nextDemandCheck(e)
 		b.mu.Unlock()
+		var tick <-chan time.Time
+		if wait > 0 {
+			if timer == nil {
+				timer = time.NewTimer(wait)
+			} else {
+				timer.Reset(wait)
+			}
+			tick = timer.C
+		}
 		select {
 		case <-ch:
+		case <-tick:
 		case <-ctx.Done():
-			return 0, ctx.Err()
 		}
 		b.mu.Lock()
+		b.reclaimLapsed(e)
 	}
+}
+
+// nextDemandCheck is how long a producer with nothing to do waits before it
+// looks again even if nobody wakes it: until the rate limit's next interval,
+// or until the oldest promise to another producer lapses; 0 means no timer.
+// b.mu must be held.
+func (b *Buffer[T]) nextDemandCheck(self *Emitter[T]) time.Duration {
+	if b.promised == 0 && !b.rateActive() {
+		return 0
+	}
+	now := time.Now()
+	wait := b.rateReopens(now)
+	for _, o := range b.emitters {
+		if o != self && o.promised > 0 {
+			d := max(o.promisedAt.Add(promiseLease).Sub(now), time.Nanosecond)
+			if wait == 0 || d < wait {
+				wait = d
+			}
+		}
+	}
+	return wait
+}
+
+// reclaimLapsed takes back the promises to producers other than self whose
+// lease has ended, so that Demand can offer them again. b.mu must be held.
+func (b *Buffer[T]) reclaimLapsed(self *Emitter[T]) {
+	if b.promised == 0 {
+		return
+	}
+	now := time.Now()
+	for _, o := range b.emitters {
+		if o != self && o.promised > 0 && now.Sub(o.promisedAt) >= promiseLease {
+			b.promised -= o.promised
+			o.lapsed += o.promised
+			o.promised = 0
+		}
+	}
+}
+
+// done gives back what e was promised and did not emit, once its producer
+// has returned, and offers it to the other producers.
+func (e *Emitter[T]) done() {
+	b := e.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.promised -= e.promised
+	e.promised, e.lapsed = 0, 0
+	for i, o := range b.emitters {
+		if o == e {
+			b.emitters = append(b.emitters[:i], b.emitters[i+1:]...)
+			break
+		}
+	}
+	b.announceDemandLocked()
 }
 
 // Emit adds m to the buffer. Messages within the demand Demand told this
 // emitter are never dropped: if their buffer is full they wait for room.
 // Beyond that, with KeepLast and KeepFirst Emit never blocks (a full buffer
 // drops a message, counted) and with Block it waits for room or for ctx to
-// end. It returns ErrClosed once the stage is draining: the message was not
-// taken.
+// end. It returns ErrClosed once the stage takes no more input: the message
+// was not taken. While the topology drains, producers may still emit what
+// they have already read; the stage closes once every producer returned.
 func (e *Emitter[T]) Emit(ctx context.Context, m Message[T]) error {
 	e.one[0] = m
 	_, err := e.EmitAll(ctx, e.one[:])
@@ -148,12 +241,17 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 		b.mu.Unlock()
 		return 0, ErrClosed
 	}
+	// Messages within this emitter's promise (current or lapsed) wait for
+	// room rather than drop.
 	promised := min(e.promised, len(msgs))
 	e.promised -= promised
 	b.promised -= promised
+	lapsed := min(e.lapsed, len(msgs)-promised)
+	e.lapsed -= lapsed
+	noDrop := promised + lapsed
 	i := 0
 	if b.partition == nil {
-		if b.rings[0].n == 0 && len(b.waiting) > 0 && !b.rate.Enabled() {
+		if b.rings[0].n == 0 && len(b.waiting) > 0 && !b.rateActive() {
 			i = b.deliverDirect(msgs)
 		}
 		// Copy what fits in one go.
@@ -168,12 +266,8 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 			r = &b.rings[e.parts[i]]
 		}
 		if r.full() {
-			// Messages within the demand this emitter was told were asked
-			// for: they wait for room rather than drop. That happens only
-			// with partitioned processors, whose partitions a producer
-			// cannot aim at.
 			keep := b.keep
-			if i < promised {
+			if i < noDrop {
 				keep = Block
 			}
 			switch keep {
@@ -186,10 +280,7 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 				e.dropped = append(e.dropped, r.popFront())
 				b.buffered--
 			case Block:
-				if b.spaceCh == nil {
-					b.spaceCh = make(chan struct{})
-				}
-				ch := b.spaceCh
+				ch := b.space.wait()
 				b.wakeConsumers()
 				b.mu.Unlock()
 				e.flushDrops()
@@ -206,7 +297,10 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 				continue
 			}
 		}
-		r.push(msgs[i])
+		m := r.push(msgs[i])
+		if b.partition != nil && e.failed[i] != nil {
+			m.Fail(e.failed[i])
+		}
 		b.buffered++
 		b.emitted++
 		i++
@@ -222,9 +316,11 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 
 func (e *Emitter[T]) partitionAll(msgs []Message[T]) {
 	b := e.b
-	e.parts = e.parts[:0]
+	e.parts, e.failed = e.parts[:0], e.failed[:0]
 	for i := range msgs {
-		e.parts = append(e.parts, uint32(b.partitionOf(&msgs[i])))
+		p, err := b.partitionOf(&msgs[i])
+		e.parts = append(e.parts, p)
+		e.failed = append(e.failed, err)
 	}
 }
 

@@ -3,6 +3,8 @@ package stages
 import (
 	"context"
 	"fmt"
+	"reflect"
+	"unsafe"
 )
 
 // settler acknowledges messages: it resolves fan-out copies, shows failures
@@ -48,7 +50,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher
 		if m.err != nil {
 			nfail++
 		}
-		if same && m.Acker != first {
+		if same && !sameAcker(m.Acker, first) {
 			same = false
 		}
 	}
@@ -87,36 +89,40 @@ func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher
 }
 
 // group calls each acknowledger once with its share of ok and failed.
+// Messages without an acknowledger are told to nobody.
 func (s *settler[T]) group(ok, failed []*Message[T]) {
 	ackers := s.ackers[:0]
 	seen := func(a Acknowledger[T]) bool {
 		for _, x := range ackers {
-			if x == a {
+			if sameAcker(x, a) {
 				return true
 			}
 		}
 		return false
 	}
+	orphans := false // some message has no acknowledger
 	for _, list := range [2][]*Message[T]{ok, failed} {
-		for i := range list {
-			if a := list[i].Acker; a != nil && !seen(a) {
+		for _, m := range list {
+			if a := m.Acker; a == nil {
+				orphans = true
+			} else if !seen(a) {
 				ackers = append(ackers, a)
 			}
 		}
 	}
-	if len(ackers) == 1 {
+	if len(ackers) == 1 && !orphans {
 		s.ack(ackers[0], ok, failed)
 	} else {
 		for _, a := range ackers {
 			gok, gfailed := s.gok[:0], s.gfailed[:0]
-			for i := range ok {
-				if ok[i].Acker == a {
-					gok = append(gok, ok[i])
+			for _, m := range ok {
+				if sameAcker(m.Acker, a) {
+					gok = append(gok, m)
 				}
 			}
-			for i := range failed {
-				if failed[i].Acker == a {
-					gfailed = append(gfailed, failed[i])
+			for _, m := range failed {
+				if sameAcker(m.Acker, a) {
+					gfailed = append(gfailed, m)
 				}
 			}
 			s.ack(a, gok, gfailed)
@@ -129,25 +135,38 @@ func (s *settler[T]) group(ok, failed []*Message[T]) {
 	s.ackers = ackers[:0]
 }
 
+// sameAcker reports whether a and b are the same acknowledger without ever
+// panicking: == on interface values panics when their dynamic values are
+// not comparable (a struct holding a slice, say). Such a value is the same
+// acknowledger only as the very same interface value (one boxed copy shared
+// by several messages); otherwise each is told of its own messages.
+func sameAcker[T any](a, b Acknowledger[T]) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	if *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b)) {
+		return true // the very same interface value: same type, same data word
+	}
+	ta := reflect.TypeOf(a)
+	if ta != reflect.TypeOf(b) {
+		return false
+	}
+	switch ta.Kind() {
+	case reflect.Pointer, reflect.Chan, reflect.UnsafePointer, reflect.Int, reflect.String:
+		return a == b
+	}
+	return reflect.ValueOf(a).Comparable() && reflect.ValueOf(b).Comparable() && a == b
+}
+
 func (s *settler[T]) ack(a Acknowledger[T], ok, failed []*Message[T]) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.e.cfg.Logger.Error("stages: acknowledger panicked; its messages count as acknowledged",
-				"topology", s.e.cfg.Name, "acknowledger", fmt.Sprintf("%T", a),
-				"successful", len(ok), "failed", len(failed), "panic", v)
-		}
-	}()
-	a.Ack(ok, failed)
+	safely(s.e.cfg.Logger, "acknowledger", func() { a.Ack(ok, failed) },
+		"topology", s.e.cfg.Name, "acknowledger", fmt.Sprintf("%T", a), "successful", len(ok), "failed", len(failed),
+		"outcome", "its messages count as acknowledged")
 }
 
 func (s *settler[T]) handleFailed(ctx context.Context, failed []*Message[T]) {
-	defer func() {
-		if v := recover(); v != nil {
-			s.e.cfg.Logger.Error("stages: HandleFailed panicked; the messages are still acknowledged as failed",
-				"topology", s.e.cfg.Name, "failed", len(failed), "panic", v)
-		}
-	}()
-	s.e.cfg.HandleFailed(ctx, failed)
+	safely(s.e.cfg.Logger, "HandleFailed", func() { s.e.cfg.HandleFailed(ctx, failed) },
+		"topology", s.e.cfg.Name, "failed", len(failed), "outcome", "the messages are still acknowledged as failed")
 	// HandleFailed may not un-fail a message: it is acknowledged as failed.
 	for i := range failed {
 		if failed[i].err == nil {

@@ -83,8 +83,10 @@ func (t *Topology[T]) Run(ctx context.Context) error { return t.engine.Run(ctx) 
 func (t *Topology[T]) Stats() stages.Stats { return t.engine.Stats() }
 
 // SetRateLimit changes the producer stage's rate limit while running; the
-// zero RateLimit removes it.
-func (t *Topology[T]) SetRateLimit(r stages.RateLimit) { t.engine.SetRateLimit(r) }
+// zero RateLimit removes it. It applies at once: processors waiting for the
+// old interval to end are woken. A limit that New would reject changes
+// nothing and is returned as an error.
+func (t *Topology[T]) SetRateLimit(r stages.RateLimit) error { return t.engine.SetRateLimit(r) }
 
 // Name returns the topology's name.
 func (t *Topology[T]) Name() string { return t.spec.Name }

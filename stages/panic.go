@@ -1,5 +1,0 @@
-package stages
-
-import "runtime/debug"
-
-func stack() []byte { return debug.Stack() }
