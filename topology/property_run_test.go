@@ -531,7 +531,12 @@ func (r *propRun) recordCopies(bi, attempt int, msgs []*stages.Message[item], om
 	if batchFailed {
 		r.failedCalls[bi]++
 	}
-	r.missing[bi] += len(omitted)
+	if !batchFailed {
+		// A batch that failed as a whole fails every message with its
+		// error; only the messages left out of a batch that succeeded
+		// count as missing.
+		r.missing[bi] += len(omitted)
+	}
 	for _, m := range msgs {
 		co := r.copies[bi][m.Data.ID]
 		if co == nil {

@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -55,6 +56,7 @@ var propFaults = []string{
 	"sizefunc-panic", "proc-partition-panic", "batch-partition-panic",
 	"acker-panic", "value-acker", "handlefailed-panic", "ondrop-panic", "hook-panic",
 	"producer-error", "prefailed", "unknown-route", "cancel",
+	"batch-wait", // batch handlers that sleep, and retries (which back off)
 }
 
 func propFaultOn(name string) bool {
@@ -101,12 +103,50 @@ func TestProperty(t *testing.T) {
 			t.Fatalf("case %d of %d failed; replay: go test ./topology -run TestProperty -prop.seed=%#016x", i, n, seed)
 		}
 	}
-	t.Logf("property: %d cases in %v", n, time.Since(start).Round(time.Millisecond))
+	t.Logf("property: %d cases in %v: %s", n, time.Since(start).Round(time.Millisecond), propTotals.String())
 }
 
 func allStacks() string {
 	buf := make([]byte, 1<<22)
 	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// propTotals sums what the cases of a run did, to show the run's reach.
+type propTotalsT struct {
+	sync.Mutex
+	cases, emitted, dropped, acked, failed, batches, cancelled, timedOut, prodFailed int64
+}
+
+var propTotals propTotalsT
+
+func (p *propTotalsT) add(r *propRun) {
+	p.Lock()
+	defer p.Unlock()
+	s := r.final
+	p.cases++
+	p.emitted += s.Producer.Emitted
+	p.dropped += s.Dropped
+	p.acked += s.Acked
+	p.failed += s.Failed
+	for _, b := range s.Batchers {
+		p.batches += b.Batches
+	}
+	if r.cancelledAt >= 0 {
+		p.cancelled++
+	}
+	if errors.Is(r.runErr, stages.ErrShutdownTimeout) {
+		p.timedOut++
+	}
+	if r.prodFailed {
+		p.prodFailed++
+	}
+}
+
+func (p *propTotalsT) String() string {
+	p.Lock()
+	defer p.Unlock()
+	return fmt.Sprintf("%d messages emitted, %d acked ok, %d acked failed, %d dropped, %d batch handler calls; %d cases cancelled, %d timed out, %d with a failed producer",
+		p.emitted, p.acked, p.failed, p.dropped, p.batches, p.cancelled, p.timedOut, p.prodFailed)
 }
 
 func splitmix(x uint64) uint64 {
@@ -139,6 +179,7 @@ func runPropCase(t *testing.T, seed uint64) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newPropRun(c)
 		r.run()
+		propTotals.add(r)
 		if problems := r.check(); len(problems) > 0 {
 			if len(problems) > 25 {
 				problems = append(problems[:25], fmt.Sprintf("... and %d more", len(problems)-25))
@@ -258,7 +299,7 @@ func genCase(seed uint64) *propCase {
 	}
 	chance := func(p float64) bool { return r.Float64() < p }
 
-	total := pick(r, 0, 1, 5, 20, 60, 150, 300)
+	total := pick(r, 0, 1, 5, 20, 60, 150, 300, 1000)
 	if total > 1 {
 		total = 1 + r.IntN(total)
 	}
@@ -284,8 +325,11 @@ func genCase(seed uint64) *propCase {
 			part:    chance(0.4),
 			sleep:   pick(r, 0, 0, time.Millisecond, 10*time.Millisecond),
 		}
+		if !on("batch-wait") {
+			bp.sleep = 0
+		}
 		bp.sizeFunc = chance(0.3)
-		if chance(0.3) {
+		if on("batch-wait") && chance(0.3) {
 			bp.retry = stages.RetryPolicy{Attempts: 2 + r.IntN(3), Backoff: pick(r, time.Millisecond, 20*time.Millisecond)}
 			bp.retryable = chance(0.5)
 		}
@@ -321,8 +365,9 @@ func genCase(seed uint64) *propCase {
 	c.onDropPnc = on("ondrop-panic") && chance(0.3)
 	c.hooks = chance(0.5)
 	c.hookPnc = c.hooks && on("hook-panic") && chance(0.3)
-	if on("cancel") && chance(0.5) {
-		c.cancelAt = time.Duration(1+r.IntN(300)) * time.Millisecond
+	if on("cancel") && chance(0.6) {
+		c.cancelAt = time.Microsecond + pick(r, time.Duration(r.IntN(5000))*time.Microsecond,
+			time.Duration(r.IntN(50))*time.Millisecond, time.Duration(r.IntN(300))*time.Millisecond)
 	}
 	c.shutdown = pick(r, 0, time.Millisecond, 20*time.Millisecond, 200*time.Millisecond, 2*time.Second)
 

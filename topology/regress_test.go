@@ -1,0 +1,85 @@
+package topology_test
+
+// Regressions the property test found, each cut down to a small,
+// deterministic program. Scenarios that can hang run in a child process
+// with a real-time limit, so a regression fails instead of hanging the
+// test binary.
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/topology"
+)
+
+const isolatedEnv = "CAUSEWAY_ISOLATED_TEST"
+
+// isolated runs body in a child process (this test binary, running only
+// this test) and fails if it does not finish within limit of real time.
+func isolated(t *testing.T, limit time.Duration, body func(t *testing.T)) {
+	t.Helper()
+	if os.Getenv(isolatedEnv) == t.Name() {
+		body(t)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), isolatedEnv+"="+t.Name())
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		t.Fatalf("hung: no result after %v of real time\n%s", limit, tail(out, 4000))
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s\n...\n%s", err, head(out, 1500), tail(out, 3000))
+	}
+}
+
+func head(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// A batch handler that waits on time (a slow sink, a retry back-off) while
+// several processors hand batches to its batcher: under testing/synctest
+// the clock never moves and Run never returns. flushLocked
+// (stages/batcher.go) holds sendMu[i] while it waits for a batch processor,
+// and the next flusher waits for sendMu[i] while holding b.mu, so the other
+// processors and the timer goroutine block on sync.Mutex, which synctest
+// does not count as durably blocked. The same lock order makes one slow
+// partition block adds to every partition of the batcher.
+func TestRegressBatchHandoffUnderSynctest(t *testing.T) {
+	isolated(t, 20*time.Second, func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			top := mustNew(t, topology.Spec[int]{
+				Producer:   topology.ProducerSpec[int]{Producer: stages.FromSlice(ints(20)...)},
+				Processors: topology.ProcessorSpec[int]{Concurrency: 3, MaxDemand: 1},
+				Batchers: map[string]topology.BatcherSpec[int]{"b": {BatchSize: 1,
+					Handle: func(ctx context.Context, b *stages.Batch[int]) error {
+						time.Sleep(time.Millisecond)
+						return nil
+					}}},
+			})
+			if err := top.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s := top.Stats(); s.Acked != 20 {
+				t.Fatalf("acked %d of 20", s.Acked)
+			}
+		})
+	})
+}
