@@ -3,7 +3,9 @@ package topology_test
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
+	"time"
 
 	"github.com/causeway-go/causeway/stages"
 )
@@ -167,6 +169,7 @@ func (r *propRun) check() []string {
 		r.checkStats(len(emitted), wantOK, wantFailed)
 	}
 	r.checkOrder()
+	r.checkRate()
 	return r.problems
 }
 
@@ -365,4 +368,49 @@ func (r *propRun) prodOf(id int) int {
 		}
 	}
 	return -1
+}
+
+// checkRate checks that no more messages reached the processors than the
+// rate limit in force let out, until the drain lifted it. Handler start
+// times lag the take by at most what processors hold, MaxDemand each.
+func (r *propRun) checkRate() {
+	c := r.c
+	end := r.runAt
+	if r.cancelledAt >= 0 {
+		end = r.cancelledAt
+	}
+	if r.prodFailAt >= 0 && r.prodFailAt < end {
+		end = r.prodFailAt
+	}
+	type phase struct {
+		from, to time.Duration
+		limit    stages.RateLimit
+	}
+	phases := []phase{{0, end, c.rate}}
+	if r.rateSetAt >= 0 && r.rateSetAt < end {
+		phases = []phase{{0, r.rateSetAt, c.rate}, {r.rateSetAt, end, c.rateNew}}
+	}
+	for _, p := range phases {
+		if !p.limit.Enabled() || p.to <= p.from {
+			continue
+		}
+		n := 0
+		for _, at := range r.procTimes {
+			if at >= p.from && at < p.to {
+				n++
+			}
+		}
+		if os.Getenv("PROP_DEBUG") != "" {
+			hist := map[time.Duration]int{}
+			for _, at := range r.procTimes {
+				hist[at.Truncate(p.limit.Interval)]++
+			}
+			fmt.Println("DEBUG", hist)
+		}
+		windows := int((p.to-p.from)/p.limit.Interval) + 2
+		if most := p.limit.Messages*windows + c.procs*c.maxD; n > most {
+			r.problemLocked("rate limit %d per %v from %v to %v: %d messages handled, at most %d could be",
+				p.limit.Messages, p.limit.Interval, p.from, p.to, n, most)
+		}
+	}
 }

@@ -54,6 +54,8 @@ type propRun struct {
 	procFails   int
 	procPanics  int
 	procOrder   [][]int
+	procTimes   []time.Duration // when each handler call began
+	rateSetAt   time.Duration
 	forwardTo   map[int][]int
 	copies      []map[int]*copyObs
 	calls       []int
@@ -85,7 +87,7 @@ func newPropRun(c *propCase) *propRun {
 		procOrder: make([][]int, c.procs), forwardTo: map[int][]int{}, copies: make([]map[int]*copyObs, nb),
 		calls: make([]int, nb), failedCalls: make([]int, nb), retryCalls: make([]int, nb), missing: make([]int, nb),
 		batchOrder: make([][][]int, nb), acked: map[int]int{}, ackFailed: map[int]bool{}, hf: map[int]int{},
-		prodFailAt: -1, cancelledAt: -1,
+		prodFailAt: -1, cancelledAt: -1, rateSetAt: -1,
 	}
 	for i, b := range c.batchers {
 		r.copies[i] = map[int]*copyObs{}
@@ -328,6 +330,7 @@ func (r *propRun) handle(ctx context.Context, m *stages.Message[item]) error {
 	w, ok := stages.WorkerFrom(ctx)
 	r.mu.Lock()
 	r.procSeen[id]++
+	r.procTimes = append(r.procTimes, r.since())
 	if !ok || w.Batcher != "" || w.Index < 0 || w.Index >= c.procs {
 		r.problemLocked("processor handler for %d: WorkerFrom = %+v, %v", id, w, ok)
 	} else {
@@ -563,6 +566,7 @@ func (r *propRun) spec() topology.Spec[item] {
 		ShutdownTimeout: c.shutdown,
 		Logger:          slog.New(slog.DiscardHandler),
 	}
+	s.Producer.RateLimit = c.rate
 	if c.procPart {
 		s.Processors.PartitionBy = func(m *stages.Message[item]) uint64 {
 			if c.fates[m.Data.ID].partPnc {
@@ -671,6 +675,12 @@ func (r *propRun) run() {
 		defer t.Stop()
 		cancelC = t.C
 	}
+	var rateC <-chan time.Time
+	if r.c.rateAt > 0 {
+		t := time.NewTimer(r.c.rateAt)
+		defer t.Stop()
+		rateC = t.C
+	}
 	watchdog := time.NewTimer(propWatchdog)
 	defer watchdog.Stop()
 	for {
@@ -681,6 +691,9 @@ func (r *propRun) run() {
 			r.mu.Unlock()
 			r.final = top.Stats()
 			return
+		case <-rateC:
+			rateC = nil
+			r.setRate()
 		case <-cancelC:
 			cancelC = nil
 			r.mu.Lock()
@@ -700,6 +713,28 @@ func (r *propRun) run() {
 			return
 		}
 	}
+}
+
+// setRate changes the rate limit while the topology runs: an invalid limit
+// must be refused and change nothing.
+func (r *propRun) setRate() {
+	before := r.top.Describe().Producer.RateLimit
+	if r.c.rateBad {
+		bad := stages.RateLimit{Messages: 0, Interval: time.Second}
+		if err := r.top.SetRateLimit(bad); err == nil {
+			r.problem("SetRateLimit(%+v) accepted an invalid limit", bad)
+		}
+		if now := r.top.Describe().Producer.RateLimit; now != before {
+			r.problem("an invalid SetRateLimit changed the limit from %+v to %+v", before, now)
+		}
+		return
+	}
+	if err := r.top.SetRateLimit(r.c.rateNew); err != nil {
+		r.problem("SetRateLimit(%+v): %v", r.c.rateNew, err)
+	}
+	r.mu.Lock()
+	r.rateSetAt = r.since()
+	r.mu.Unlock()
 }
 
 // stagesStacks returns the stacks of goroutines in package stages, cut to

@@ -47,7 +47,7 @@ const defaultPropCases = 300
 
 // propRealLimit is the real time one case may take before it counts as
 // stuck.
-const propRealLimit = 60 * time.Second
+const propRealLimit = 20 * time.Second
 
 // propFaults are the fault classes a case may inject; CAUSEWAY_PROP_OFF
 // names some to leave out.
@@ -57,6 +57,7 @@ var propFaults = []string{
 	"acker-panic", "value-acker", "handlefailed-panic", "ondrop-panic", "hook-panic",
 	"producer-error", "prefailed", "unknown-route", "cancel",
 	"batch-wait", // batch handlers that sleep, and retries (which back off)
+	"rate-limit",
 }
 
 func propFaultOn(name string) bool {
@@ -100,7 +101,7 @@ func TestProperty(t *testing.T) {
 		seed := splitmix(base + uint64(i))
 		ok := t.Run(fmt.Sprintf("seed=%#016x", seed), func(t *testing.T) { runPropCase(t, seed) })
 		if !ok {
-			t.Fatalf("case %d of %d failed; replay: go test ./topology -run TestProperty -prop.seed=%#016x", i, n, seed)
+			t.Fatalf("case %d of %d failed; replay: %s", i, n, replay(seed))
 		}
 	}
 	t.Logf("property: %d cases in %v: %s", n, time.Since(start).Round(time.Millisecond), propTotals.String())
@@ -149,6 +150,16 @@ func (p *propTotalsT) String() string {
 		p.emitted, p.acked, p.failed, p.dropped, p.batches, p.cancelled, p.timedOut, p.prodFailed)
 }
 
+// replay is the command that runs one case again, with the fault classes
+// this run left out.
+func replay(seed uint64) string {
+	env := ""
+	if off := os.Getenv("CAUSEWAY_PROP_OFF"); off != "" {
+		env = "CAUSEWAY_PROP_OFF=" + off + " "
+	}
+	return fmt.Sprintf("%sgo test ./topology -run TestProperty -prop.seed=%#016x", env, seed)
+}
+
 func splitmix(x uint64) uint64 {
 	x += 0x9e3779b97f4a7c15
 	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
@@ -166,14 +177,14 @@ func runPropCase(t *testing.T, seed uint64) {
 	// the binary, which cannot get those goroutines back).
 	guard := time.AfterFunc(propRealLimit, func() {
 		fmt.Fprintf(os.Stderr, "property case %#016x made no progress in %v of real time: its synctest clock is stuck "+
-			"(goroutines blocked on a sync.Mutex held across a wait on virtual time)\n%s\n%s\nreplay: go test ./topology -run TestProperty -prop.seed=%#016x\n",
-			seed, propRealLimit, c, allStacks(), seed)
+			"(goroutines blocked on a sync.Mutex held across a wait on virtual time)\n%s\n%s\nreplay: %s\n",
+			seed, propRealLimit, c, allStacks(), replay(seed))
 		panic(fmt.Sprintf("property case %#016x stuck", seed))
 	})
 	defer guard.Stop()
 	defer func() {
 		if v := recover(); v != nil {
-			t.Fatalf("seed %#016x: %v\n%s\nreplay: go test ./topology -run TestProperty -prop.seed=%#016x", seed, v, c, seed)
+			t.Fatalf("seed %#016x: %v\n%s\nreplay: %s", seed, v, c, replay(seed))
 		}
 	}()
 	synctest.Test(t, func(t *testing.T) {
@@ -184,8 +195,8 @@ func runPropCase(t *testing.T, seed uint64) {
 			if len(problems) > 25 {
 				problems = append(problems[:25], fmt.Sprintf("... and %d more", len(problems)-25))
 			}
-			t.Errorf("seed %#016x: %d violations:\n  %s\n%s\n%s\nreplay: go test ./topology -run TestProperty -prop.seed=%#016x",
-				seed, len(problems), strings.Join(problems, "\n  "), c, r.summary(), seed)
+			t.Errorf("seed %#016x: %d violations:\n  %s\n%s\n%s\nreplay: %s",
+				seed, len(problems), strings.Join(problems, "\n  "), c, r.summary(), replay(seed))
 		}
 	})
 }
@@ -281,6 +292,10 @@ type propCase struct {
 	onDropPnc  bool
 	hooks      bool
 	hookPnc    bool
+	rate       stages.RateLimit
+	rateAt     time.Duration // 0: no SetRateLimit
+	rateNew    stages.RateLimit
+	rateBad    bool          // the SetRateLimit call is invalid and must change nothing
 	cancelAt   time.Duration // 0: never
 	shutdown   time.Duration // 0: default
 }
@@ -368,6 +383,18 @@ func genCase(seed uint64) *propCase {
 	if on("cancel") && chance(0.6) {
 		c.cancelAt = time.Microsecond + pick(r, time.Duration(r.IntN(5000))*time.Microsecond,
 			time.Duration(r.IntN(50))*time.Millisecond, time.Duration(r.IntN(300))*time.Millisecond)
+	}
+	if on("rate-limit") && chance(0.2) {
+		c.rate = stages.RateLimit{Messages: 1 + r.IntN(50), Interval: pick(r, time.Millisecond, 10*time.Millisecond, 100*time.Millisecond)}
+	}
+	if on("rate-limit") && chance(0.2) {
+		c.rateAt = time.Duration(1+r.IntN(100)) * time.Millisecond
+		switch r.IntN(3) {
+		case 0:
+			c.rateBad = true
+		case 1:
+			c.rateNew = stages.RateLimit{Messages: 1 + r.IntN(50), Interval: pick(r, time.Millisecond, 10*time.Millisecond)}
+		}
 	}
 	c.shutdown = pick(r, 0, time.Millisecond, 20*time.Millisecond, 200*time.Millisecond, 2*time.Second)
 
@@ -479,6 +506,7 @@ func (c *propCase) String() string {
 	}
 	fmt.Fprintf(&b, "  default batcher %q (effective %d); ackers %+v; HandleFailed %v (panics %v); OnDrop panics %v; hooks %v (panic %v)\n",
 		c.defName, c.defIndex, c.ackers, c.handleFail, c.hfPanic, c.onDropPnc, c.hooks, c.hookPnc)
+	fmt.Fprintf(&b, "  rate limit %+v, changed at %v to %+v (invalid %v)\n", c.rate, c.rateAt, c.rateNew, c.rateBad)
 	fmt.Fprintf(&b, "  cancel at %v, ShutdownTimeout %v", c.cancelAt, c.shutdown)
 	return b.String()
 }

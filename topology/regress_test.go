@@ -83,3 +83,40 @@ func TestRegressBatchHandoffUnderSynctest(t *testing.T) {
 		})
 	})
 }
+
+// A push producer that has emitted all it had and returned: what it left in
+// the buffer still goes out at the rate limit. When the last producer
+// returns, Run closes the buffer (stages/engine.go, case <-prodOut:
+// e.buf.Close()), and Close sets stopping, which rateActive
+// (stages/buffer.go) reads as "no limit": the whole buffer bursts out at
+// once, 400 messages at t=0 under a limit of 40 per 10ms. Lifting the limit
+// is meant for a drain that ctx started (it runs against ShutdownTimeout); a
+// finite push source (a replay, -max-tweets) must not overrun the limit at
+// its end.
+func TestRegressRateLimitHoldsWhenProducersFinish(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		start := time.Now()
+		first := 0
+		push := stages.ProducerFunc[int](func(ctx context.Context, out *stages.Emitter[int]) error {
+			_, err := out.EmitAll(ctx, make([]stages.Message[int], 400))
+			return err
+		})
+		top := mustNew(t, topology.Spec[int]{
+			Producer: topology.ProducerSpec[int]{Producer: push, BufferSize: 1000,
+				RateLimit: stages.RateLimit{Messages: 40, Interval: 10 * time.Millisecond}},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 1, MaxDemand: 2, MinDemand: 1,
+				Handle: func(ctx context.Context, m *stages.Message[int]) error {
+					if time.Since(start) < 10*time.Millisecond {
+						first++
+					}
+					return nil
+				}},
+		})
+		if err := top.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); first > 40 || took < 90*time.Millisecond {
+			t.Fatalf("%d messages handled in the first 10ms (limit 40 per 10ms); all 400 in %v, want at least 90ms", first, took)
+		}
+	})
+}
