@@ -9,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/causeway-go/causeway/cmd/internal/promstats"
+	"github.com/causeway-go/causeway/promstats"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topology"
 )
