@@ -1,8 +1,8 @@
 package archive
 
 import (
-	"context"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
