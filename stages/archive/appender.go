@@ -60,6 +60,11 @@ type appender struct {
 	gen      uint64      // counts the files f has been; stale timers compare it
 	closed   bool
 	lastName time.Time // time in the newest finished file's name
+	// cutTo, when mustCut, is where the file of info must be cut back to
+	// before anything else is appended: a failed append's truncation
+	// failed too.
+	cutTo   int64
+	mustCut bool
 
 	hookCtx    context.Context
 	hookCancel context.CancelFunc
@@ -127,7 +132,8 @@ func (a *appender) writeErr(lines int, err error) error {
 // partial member and cuts it off.
 func (a *appender) cutLocked(off int64, written int) {
 	if err := a.f.Truncate(off); err != nil {
-		a.log.Error("archive: cannot cut a partial member off; the next open will", "path", a.path, "offset", off, "err", err)
+		a.log.Error("archive: cannot cut a failed member off; the next open will", "path", a.path, "offset", off, "err", err)
+		a.cutTo, a.mustCut = off, true
 	} else if err := a.f.Sync(); err != nil {
 		a.log.Error("archive: sync after cutting a partial member off", "path", a.path, "err", err)
 	}
@@ -164,7 +170,26 @@ func (a *appender) openLocked() error {
 		return err
 	}
 	size := st.Size()
-	known := a.info != nil && os.SameFile(a.info, st) && size == a.size
+	same := a.info != nil && os.SameFile(a.info, st)
+	if a.mustCut && same && size > a.cutTo {
+		// Cut what a failed append left, even a complete member: its
+		// batch was failed, so its lines must not be in the archive.
+		if err := f.Truncate(a.cutTo); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+		size = a.cutTo
+	}
+	if a.mustCut && !same {
+		a.log.Error("archive: the file a failed member could not be cut off was renamed; its tail holds lines of a failed batch",
+			"path", a.path, "offset", a.cutTo)
+	}
+	a.mustCut = false
+	known := same && size == a.size
 	if size > 0 && !known {
 		var damaged bool
 		size, damaged, err = a.repair(f, size)
