@@ -287,7 +287,11 @@ func (a *appender) close(ctx context.Context) error {
 	var err error
 	if !a.closed {
 		a.closed = true
+		empty := a.f != nil && a.size == 0
 		err = a.closeLocked()
+		if empty {
+			a.removeIfEmpty()
+		}
 	}
 	a.mu.Unlock()
 	done := make(chan struct{})
@@ -301,6 +305,19 @@ func (a *appender) close(ctx context.Context) error {
 	}
 	a.hookCancel()
 	return err
+}
+
+// removeIfEmpty removes the active file if it is still the empty file this
+// appender opened, so that every *.gz file it leaves is valid gzip (gzip -t
+// rejects an empty file).
+func (a *appender) removeIfEmpty() {
+	st, err := os.Stat(a.path)
+	if err != nil || st.Size() != 0 || a.info == nil || !os.SameFile(st, a.info) {
+		return
+	}
+	if err := os.Remove(a.path); err != nil {
+		a.log.Warn("archive: removing the empty active file", "path", a.path, "err", err)
+	}
 }
 
 // syncDir makes the directory's entries (a created or renamed file)

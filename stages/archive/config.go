@@ -45,9 +45,10 @@ type Config[T any] struct {
 	// written as they are, anything else as its encoding/json encoding.
 	Line func(m *stages.Message[T]) ([]byte, error)
 
-	// Level is the gzip compression level, gzip.BestSpeed (1) to
-	// gzip.BestCompression (9), or gzip.HuffmanOnly (-2). 0 means
-	// DefaultLevel; gzip.NoCompression cannot be asked for.
+	// Level is the gzip compression level: gzip.BestSpeed (1) to
+	// gzip.BestCompression (9), gzip.DefaultCompression (-1) or
+	// gzip.HuffmanOnly (-2). 0 means DefaultLevel; gzip.NoCompression
+	// cannot be asked for.
 	Level int
 
 	// RotateSize finishes the active file once it holds at least this many
@@ -87,8 +88,8 @@ func (c Config[T]) Validate() error {
 	if c.Name != "" && (strings.ContainsAny(c.Name, `/\`) || c.Name == "." || c.Name == "..") {
 		errs = append(errs, fmt.Errorf("archive: Config.Name must be a plain file name, got %q", c.Name))
 	}
-	if c.Level != 0 && c.Level != gzip.HuffmanOnly && (c.Level < gzip.BestSpeed || c.Level > gzip.BestCompression) {
-		errs = append(errs, fmt.Errorf("archive: Config.Level must be 1 to 9 or -2 (HuffmanOnly), got %d", c.Level))
+	if c.Level < gzip.HuffmanOnly || c.Level > gzip.BestCompression {
+		errs = append(errs, fmt.Errorf("archive: Config.Level must be 1 to 9, -1 (DefaultCompression) or -2 (HuffmanOnly), got %d", c.Level))
 	}
 	if c.RotateSize < 0 {
 		errs = append(errs, fmt.Errorf("archive: Config.RotateSize must be >= 0, got %d", c.RotateSize))

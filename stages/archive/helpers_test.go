@@ -131,3 +131,15 @@ func recordedTweets(t testing.TB) [][]byte {
 	}
 	return tweets
 }
+
+// gzipBytes compresses data as one gzip member.
+func gzipBytes(t testing.TB, data []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

@@ -174,7 +174,8 @@ func (w *Writer[T]) release(e *encoder) {
 func (w *Writer[T]) Reopen() error { return w.a.reopen() }
 
 // Close closes the active file (it stays under its active name: a Writer
-// that opens the directory later appends to it) and waits for rotation
+// that opens the directory later appends to it; if it is empty, it is
+// removed, so every *.gz file left is valid for gzip -t) and waits for rotation
 // hooks that are still running. When ctx ends first, their context is
 // cancelled, on-rotate commands are killed, and Close returns once they
 // have returned. After Close, HandleBatch and Reopen return ErrClosed.
