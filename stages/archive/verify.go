@@ -44,6 +44,34 @@ type Report struct {
 // OK reports whether every file is valid gzip of complete lines.
 func (r *Report) OK() bool { return r.Damaged == 0 }
 
+// WriteText writes the report for a person: a line for the directory, then
+// a line per file, then a line per damage. It is what a command such as
+// `causeway archive verify DIR` prints.
+func (r *Report) WriteText(w io.Writer) error {
+	status := "ok"
+	if !r.OK() {
+		status = fmt.Sprintf("%d damaged", r.Damaged)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %d files, %d lines (%d JSON), %d ids (%d unique, %d duplicated): %s\n",
+		r.Dir, len(r.Files), r.Lines, r.JSONLines, r.IDs, r.UniqueIDs, r.Duplicates, status)
+	for _, f := range r.Files {
+		fmt.Fprintf(&b, "  %s  %d bytes, %d members, %d lines, %d JSON, %d ids\n",
+			filepath.Base(f.Path), f.Size, f.Members, f.Lines, f.JSONLines, f.IDs)
+		if f.Err != "" {
+			fmt.Fprintf(&b, "    unreadable: %s\n", f.Err)
+		}
+		for _, d := range f.Damage {
+			fmt.Fprintf(&b, "    damage: %s\n", d)
+		}
+	}
+	if len(r.DuplicateIDs) > 0 {
+		fmt.Fprintf(&b, "  duplicated ids (first %d): %s\n", len(r.DuplicateIDs), strings.Join(r.DuplicateIDs, " "))
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
 // FileReport is what Verify found in one file.
 type FileReport struct {
 	Path      string   `json:"path"`

@@ -1,6 +1,7 @@
 package archive_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,20 @@ func TestVerify(t *testing.T) {
 	if rep.OK() || rep.Damaged != 2 || rep.Lines != 9 || rep.JSONLines != 8 || rep.IDs != 6 || rep.UniqueIDs != 5 ||
 		rep.Duplicates != 1 || !slices.Equal(rep.DuplicateIDs, []string{"2"}) {
 		t.Fatalf("report %+v", rep)
+	}
+
+	var text strings.Builder
+	if err := rep.WriteText(&text); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		": 5 files, 9 lines (8 JSON), 6 ids (5 unique, 1 duplicated): 2 damaged\n",
+		fmt.Sprintf("  c-torn.jsonl.gz  %d bytes, 1 members, 1 lines, 1 JSON, 1 ids\n    damage: 15 bytes at offset %d: torn member", len(torn)+15, len(torn)),
+		"  duplicated ids (first 1): 2\n",
+	} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("WriteText lacks %q:\n%s", want, text.String())
+		}
 	}
 
 	// An id function instead of a field path; a member whose last line has
