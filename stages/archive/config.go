@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,11 +21,12 @@ import (
 // active file is DIR/tweets.jsonl.gz.
 const DefaultName = "tweets"
 
-// DefaultLevel is the gzip level when Config.Level is 0. BestSpeed: on
-// recorded tweets it compresses about three times faster than
-// gzip.DefaultCompression for files about 15% larger (see the package
-// benchmark), and the archive sits in the acknowledgement path of every
-// message it holds.
+// DefaultLevel is the gzip level when Config.Level is 0: BestSpeed. On the
+// recorded tweets of testdata/ it compresses about three times faster than
+// gzip.DefaultCompression (about 45 against 15 MB/s of input on one core of
+// the development machine) for files about 28% larger (25% of the input
+// against 20%), and the archive sits in the acknowledgement path of every
+// message it holds. BenchmarkArchive measures both.
 const DefaultLevel = gzip.BestSpeed
 
 // Config configures a Writer. The zero value of every field but Dir is a
@@ -142,4 +145,24 @@ func defaultLine[T any](m *stages.Message[T]) ([]byte, error) {
 		return []byte(d), nil
 	}
 	return json.Marshal(m.Data)
+}
+
+// ParseSize parses a size in bytes for flags such as -rotate-size: a
+// plain number of bytes, or one with a unit: K, M, G, T (or KiB, MiB, GiB,
+// TiB), powers of 1024, or KB, MB, GB, TB, powers of 1000; "0" is 0.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := t[:i], strings.ToUpper(strings.TrimSpace(t[i:]))
+	mult := map[string]int64{"": 1, "B": 1,
+		"K": 1 << 10, "KIB": 1 << 10, "M": 1 << 20, "MIB": 1 << 20, "G": 1 << 30, "GIB": 1 << 30, "T": 1 << 40, "TIB": 1 << 40,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || mult == 0 || n < 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("archive: size %q: want bytes, optionally with a unit such as 64MiB or 100MB", s)
+	}
+	return n * mult, nil
 }

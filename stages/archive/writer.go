@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"sync"
 
@@ -172,6 +173,24 @@ func (w *Writer[T]) release(e *encoder) {
 // New does and cuts a torn tail off. If the open fails, Reopen returns the
 // error and the next batch tries again.
 func (w *Writer[T]) Reopen() error { return w.a.reopen() }
+
+// ReopenOn calls Reopen each time c delivers a signal, until ctx ends: give
+// it the channel that signal.Notify(c, syscall.SIGHUP) fills. A failed
+// Reopen is logged; the next batch tries again.
+func (w *Writer[T]) ReopenOn(ctx context.Context, c <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-c:
+			if err := w.Reopen(); err != nil {
+				w.a.log.Error("archive: reopen on signal", "signal", sig, "err", err)
+			} else {
+				w.a.log.Info("archive: reopened the active file", "signal", sig, "path", w.a.path)
+			}
+		}
+	}
+}
 
 // Close closes the active file (it stays under its active name: a Writer
 // that opens the directory later appends to it; if it is empty, it is
