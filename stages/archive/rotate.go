@@ -76,6 +76,9 @@ func (a *appender) rotateLocked(reason string) {
 // not come yet), it leaves it alone.
 func (a *appender) finishLocked(reason string) error {
 	st, err := os.Stat(a.path)
+	if os.IsNotExist(err) {
+		return nil // renamed by someone else; the open that follows starts a new file
+	}
 	if err != nil {
 		return err
 	}
