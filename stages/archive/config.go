@@ -59,8 +59,10 @@ type Config[T any] struct {
 	// (compressed) bytes. 0: never by size.
 	RotateSize int64
 
-	// RotateEvery finishes the active file once its first line is this old.
-	// An empty file is never finished. 0: never by age.
+	// RotateEvery finishes the active file once its first line is this old
+	// (for a file that already held lines when the Writer opened it: once
+	// it has been open this long). An empty file is never finished. 0:
+	// never by age.
 	RotateEvery time.Duration
 
 	// OnRotate, if set, is called with the path of each file that rotation
