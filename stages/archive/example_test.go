@@ -61,7 +61,7 @@ func Example() {
 		return
 	}
 	f := rep.Files[0]
-	fmt.Printf("acked %d; %s: %d lines in %d members, %d unique ids, ok %v\n",
-		top.Stats().Acked, filepath.Base(f.Path), f.Lines, f.Members, rep.UniqueIDs, rep.OK())
-	// Output: acked 250; events.jsonl.gz: 250 lines in 3 members, 250 unique ids, ok true
+	fmt.Printf("acked %d; %s: %d lines, one member per batch: %v; %d unique ids, ok %v\n",
+		top.Stats().Acked, filepath.Base(f.Path), f.Lines, int64(f.Members) == w.Stats().Batches, rep.UniqueIDs, rep.OK())
+	// Output: acked 250; events.jsonl.gz: 250 lines, one member per batch: true; 250 unique ids, ok true
 }
