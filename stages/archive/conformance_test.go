@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/stages/archive"
+	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
 // The archive passes the conformance suite every batch handler runs.
