@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/causeway-go/causeway/internal/core"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topology"
@@ -125,9 +126,9 @@ func newStream(srv *twittertest.Server, p *probe, cfg Config) *Stream {
 
 // runBare runs s into a plain producer-stage buffer (no processors) until
 // stop is called or the test ends; stop returns Run's error.
-func runBare(t testing.TB, s *Stream) (stop func() error, buf *stages.Buffer[Tweet]) {
+func runBare(t testing.TB, s *Stream) (stop func() error, buf *core.Buffer[Tweet]) {
 	t.Helper()
-	buf = stages.NewBuffer(stages.BufferConfig[Tweet]{Size: 1 << 20, Consumers: 1})
+	buf = core.NewBuffer(core.BufferConfig[Tweet]{Size: 1 << 20, Consumers: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, buf.NewEmitter()) }()
@@ -322,7 +323,7 @@ func TestRulesSync(t *testing.T) {
 	if len(srv.Rules()) != 3 {
 		t.Fatalf("dry run changed the rules: %+v", srv.Rules())
 	}
-	buf := stages.NewBuffer(stages.BufferConfig[Tweet]{Size: 10, Consumers: 1})
+	buf := core.NewBuffer(core.BufferConfig[Tweet]{Size: 10, Consumers: 1})
 	if err := dry.Run(context.Background(), buf.NewEmitter()); err != nil || srv.Stats().Connections != 0 {
 		t.Fatalf("dry-run Run: %v, %d stream connections", err, srv.Stats().Connections)
 	}

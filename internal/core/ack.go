@@ -1,4 +1,4 @@
-package stages
+package core
 
 // Acknowledger is told how messages left the topology.
 //

@@ -1,4 +1,4 @@
-package stages
+package core
 
 import (
 	"context"
@@ -61,6 +61,35 @@ type BatcherConfig[T any] struct {
 	Retry       RetryPolicy
 }
 
+func (cfg EngineConfig[T]) check() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("stages: engine config: "+format, args...)) }
+	if cfg.Producer == nil || cfg.ProducerConcurrency < 1 {
+		bad("need a producer and ProducerConcurrency > 0, got %v and %d", cfg.Producer, cfg.ProducerConcurrency)
+	}
+	if cfg.Buffer.Size < 1 {
+		bad("Buffer.Size must be > 0, got %d", cfg.Buffer.Size)
+	}
+	if err := cfg.Buffer.RateLimit.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	p := cfg.Processors
+	if p.Concurrency < 1 || p.MaxDemand < 1 || p.MinDemand < 0 || p.MinDemand >= p.MaxDemand || p.Handle == nil {
+		bad("processors need Concurrency > 0, MaxDemand > 0, 0 <= MinDemand < MaxDemand and a Handle, got %d, %d, %d, %v",
+			p.Concurrency, p.MaxDemand, p.MinDemand, p.Handle != nil)
+	}
+	for _, b := range cfg.Batchers {
+		if b.BatchSize < 1 || b.BatchTimeout <= 0 || b.Concurrency < 1 || b.Handle == nil {
+			bad("batcher %q needs BatchSize > 0, BatchTimeout > 0, Concurrency > 0 and a Handle, got %d, %v, %d, %v",
+				b.Name, b.BatchSize, b.BatchTimeout, b.Concurrency, b.Handle != nil)
+		}
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		bad("ShutdownTimeout must be > 0, got %v", cfg.ShutdownTimeout)
+	}
+	return errors.Join(errs...)
+}
+
 // ErrShutdownTimeout is wrapped by Run's error when the drain did not finish
 // within ShutdownTimeout.
 var ErrShutdownTimeout = errors.New("stages: shutdown timeout")
@@ -105,8 +134,13 @@ type chunk[T any] struct {
 	refs atomic.Int32
 }
 
-// NewEngine returns an engine for cfg.
+// NewEngine returns an engine for cfg. Package topology validates what
+// users declare and names their fields; NewEngine still refuses a config
+// that could not run (one that would deadlock or divide by zero).
 func NewEngine[T any](cfg EngineConfig[T]) (*Engine[T], error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -1,4 +1,4 @@
-package stages
+package core
 
 // notifier wakes every goroutine waiting for some state to change: waiters
 // take the current channel under their lock and select on it; broadcast
