@@ -120,6 +120,11 @@ func (p *Producer[T]) Run(ctx context.Context, out *stages.Emitter[T]) error {
 		return errConcurrentRun
 	}
 	defer p.running.Store(false)
+	// The first polls wait for the first demand; after that a poll that
+	// falls due without demand is skipped.
+	if _, err := out.Demand(ctx); err != nil {
+		return nil
+	}
 	now := time.Now()
 	for _, f := range p.feeds {
 		f.next = now
@@ -151,15 +156,17 @@ func (p *Producer[T]) pendingFeed() *feedState[T] {
 	return nil
 }
 
-// drain waits for demand and emits f's pending items. Polls of other feeds
-// that fall due meanwhile are skipped.
+// drain waits for demand and emits f's pending items. Polls that fall due
+// meanwhile (f's own included) are skipped.
 func (p *Producer[T]) drain(ctx context.Context, out *stages.Emitter[T], f *feedState[T]) error {
-	dctx := ctx
-	if due := p.nextDue(); due != nil {
-		var cancel context.CancelFunc
-		dctx, cancel = context.WithDeadline(ctx, due.next)
-		defer cancel()
+	due := f.next
+	for _, g := range p.feeds {
+		if g.next.Before(due) {
+			due = g.next
+		}
 	}
+	dctx, cancel := context.WithDeadline(ctx, due)
+	defer cancel()
 	n, err := out.Demand(dctx)
 	if err != nil {
 		if ctx.Err() == nil && dctx.Err() != nil {
@@ -217,11 +224,11 @@ func (p *Producer[T]) nextDue() *feedState[T] {
 	return due
 }
 
-// skipDue skips every due poll of a feed without pending items.
+// skipDue skips every due poll.
 func (p *Producer[T]) skipDue() {
 	now := time.Now()
 	for _, f := range p.feeds {
-		if len(f.pending) == 0 && !f.next.After(now) {
+		if !f.next.After(now) {
 			p.skip(f)
 		}
 	}
