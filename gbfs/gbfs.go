@@ -102,6 +102,12 @@ func (s StationStatus) SameState(o StationStatus) bool {
 		s.IsInstalled == o.IsInstalled && s.IsRenting == o.IsRenting && s.IsReturning == o.IsReturning
 }
 
+// Equal reports whether s and o are the same report: same station, same
+// last_reported (to the nanosecond, whatever the location) and same state.
+func (s StationStatus) Equal(o StationStatus) bool {
+	return s.StationID == o.StationID && s.LastReported.Equal(o.LastReported) && s.SameState(o)
+}
+
 // Key identifies one report of one station.
 type Key struct {
 	StationID    string

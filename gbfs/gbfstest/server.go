@@ -195,7 +195,7 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Start.IsZero() {
 		cfg.Start = cfg.Clock()
 	}
-	cfg.Start = cfg.Start.Truncate(time.Second)
+	cfg.Start = cfg.Start.Truncate(time.Second).UTC()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

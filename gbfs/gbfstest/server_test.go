@@ -203,7 +203,7 @@ func TestSimulation(t *testing.T) {
 				t.Fatalf("station %s: last_reported %v after %v, published %v", s.StationID, s.LastReported, p.LastReported, cur.LastUpdated)
 			}
 			if s.LastReported.Equal(p.LastReported) {
-				if s != p {
+				if !s.Equal(p) {
 					t.Fatalf("station %s changed without reporting: %+v then %+v", s.StationID, p, s)
 				}
 				continue
@@ -376,7 +376,7 @@ func TestServedRecordsWhatWasServed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, s := range f.Stations {
-			if old, ok := want[s.Key()]; ok && old != s {
+			if old, ok := want[s.Key()]; ok && !old.Equal(s) {
 				t.Fatalf("(%s, %v) served as %+v and as %+v", s.StationID, s.LastReported, old, s)
 			}
 			want[s.Key()] = s
@@ -387,7 +387,7 @@ func TestServedRecordsWhatWasServed(t *testing.T) {
 		t.Fatalf("Served has %d rows, the documents %d (stats %d)", len(got), len(want), srv.Stats().Reports)
 	}
 	for i, s := range got {
-		if want[s.Key()] != s {
+		if !want[s.Key()].Equal(s) {
 			t.Errorf("Served[%d] = %+v, served %+v", i, s, want[s.Key()])
 		}
 		if i > 0 && (got[i-1].StationID > s.StationID || got[i-1].StationID == s.StationID && !got[i-1].LastReported.Before(s.LastReported)) {
