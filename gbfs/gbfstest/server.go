@@ -72,7 +72,9 @@ type Config struct {
 	// testing/synctest bubble, is the bubble's fake clock).
 	Clock func() time.Time
 	// Start is when the simulation starts. Default Clock() when the server
-	// is made, truncated to the second.
+	// is made, truncated to the second. The simulation computes every
+	// second from Start on (about 30 ns per station per second), so a
+	// Start long before the clock makes the first station_status slow.
 	Start time.Time
 	// BaseURL prefixes the feed URLs gbfs.json lists. Default: the scheme
 	// and host the discovery request came to.
