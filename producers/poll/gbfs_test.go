@@ -235,7 +235,8 @@ func TestGBFSOverHTTP2(t *testing.T) {
 				t.Errorf("producer split %d documents into %d items; the fake served %d publications of 300 stations",
 					s.Documents, s.Items, st.Publications)
 			}
-			if s.NotModified < 40 || s.NotModified != st.NotModified {
+			// The last request may have been cut short by the stop.
+			if s.NotModified < 40 || s.NotModified > st.NotModified || s.NotModified < st.NotModified-1 {
 				t.Errorf("producer saw %d 304s, the fake sent %d", s.NotModified, st.NotModified)
 			}
 			if s.ServerErrors != 3 || s.Malformed != 2 || s.Stale != 1 || s.Throttled != 1 || s.ClientErrors != 0 {

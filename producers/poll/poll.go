@@ -249,8 +249,8 @@ func (p *Producer[T]) poll(ctx context.Context, out *stages.Emitter[T], f *feedS
 	start := time.Now()
 	f.counters.polls.Add(1)
 	r := p.fetch(ctx, f)
-	if ctx.Err() != nil {
-		return ctx.Err()
+	if r.err != nil && ctx.Err() != nil {
+		return ctx.Err() // stopping: not a network error
 	}
 	ev := Event{Feed: f.Name, URL: f.URL, At: start, Status: r.status}
 	var wait time.Duration
