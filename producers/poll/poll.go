@@ -253,9 +253,36 @@ func (p *Producer[T]) poll(ctx context.Context, out *stages.Emitter[T], f *feedS
 		return ctx.Err() // stopping: not a network error
 	}
 	ev := Event{Feed: f.Name, URL: f.URL, At: start, Status: r.status}
+	wait, items, stop := p.outcome(f, r, &ev)
+	if stop != nil {
+		p.event(ev)
+		p.cfg.Logger.Error("poll: giving up on feed", "feed", f.Name, "url", f.URL, "status", r.statusText)
+		return stop
+	}
+	ev.Wait = p.jitter(wait)
+	f.next = start.Add(ev.Wait)
+	p.event(ev)
+	if len(items) == 0 {
+		return nil
+	}
+	doc := &Document{Feed: f.Name, URL: f.URL, Fetched: time.Now(), LastUpdated: f.lastUpdated, Seq: f.docs}
+	f.pending = f.pending[:0]
+	for _, it := range items {
+		f.pending = append(f.pending, stages.Message[T]{Data: it, Metadata: doc})
+	}
+	f.counters.pending.Store(int64(len(f.pending)))
+	n, err := demandNow(out)
+	if err != nil {
+		return err
+	}
+	return p.emit(ctx, out, f, n)
+}
+
+// outcome classifies a response, counts it, fills in ev and returns the
+// wait before f's next poll (without jitter) and a new document's items. A
+// status that retrying will not fix returns a *StatusError instead.
+func (p *Producer[T]) outcome(f *feedState[T], r response, ev *Event) (time.Duration, []T, error) {
 	var wait time.Duration
-	var items []T
-	var err error
 	switch {
 	case r.err != nil:
 		ev.Outcome, ev.Err = OutcomeNetwork, r.err
@@ -282,39 +309,19 @@ func (p *Producer[T]) poll(ctx context.Context, out *stages.Emitter[T], f *feedS
 		p.cfg.Logger.Warn("poll: server error", "feed", f.Name, "url", f.URL, "status", r.statusText, "retry_in", wait)
 	case r.status/100 == 2:
 		p.resetBackoff(f)
-		items, ev.Outcome, err = p.document(f, r)
-		ev.Err, ev.Items = err, len(items)
-		wait = p.regularWait(f, r.header)
-		if ev.Outcome == OutcomeMalformed {
-			wait = f.beat
+		items, outcome, err := p.document(f, r)
+		ev.Outcome, ev.Err, ev.Items = outcome, err, len(items)
+		if outcome == OutcomeMalformed {
+			return f.beat, nil, nil
 		}
+		return p.regularWait(f, r.header), items, nil
 	default:
 		ev.Outcome = OutcomeClient
 		f.counters.client.Add(1)
-		err := &StatusError{Feed: f.Name, URL: f.URL, StatusCode: r.status, Status: r.statusText, Body: cut(r.body)}
-		ev.Err = err
-		p.event(ev)
-		p.cfg.Logger.Error("poll: giving up on feed", "feed", f.Name, "url", f.URL, "status", r.statusText)
-		return err
+		ev.Err = &StatusError{Feed: f.Name, URL: f.URL, StatusCode: r.status, Status: r.statusText, Body: cut(r.body)}
+		return 0, nil, ev.Err
 	}
-	wait = p.jitter(wait)
-	ev.Wait = wait
-	f.next = start.Add(wait)
-	p.event(ev)
-	if len(items) == 0 {
-		return nil
-	}
-	doc := &Document{Feed: f.Name, URL: f.URL, Fetched: time.Now(), LastUpdated: f.lastUpdated, Seq: f.docs}
-	f.pending = f.pending[:0]
-	for _, it := range items {
-		f.pending = append(f.pending, stages.Message[T]{Data: it, Metadata: doc})
-	}
-	f.counters.pending.Store(int64(len(f.pending)))
-	n, err := demandNow(out)
-	if err != nil {
-		return err
-	}
-	return p.emit(ctx, out, f, n)
+	return wait, nil, nil
 }
 
 // document handles a 2xx body: unchanged, stale, malformed or new.

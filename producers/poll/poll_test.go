@@ -471,3 +471,43 @@ func TestSkipsBeatsWithoutDemand(t *testing.T) {
 		}
 	})
 }
+
+// Several feeds in one producer: each on its own schedule with its own
+// counters, polled one at a time; messages say which feed they came from.
+func TestSeveralFeeds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := &feedServer{respond: func(n int, w http.ResponseWriter, r *http.Request) {
+			name := strings.TrimPrefix(r.URL.Path, "/")
+			w.Write(doc{Items: []string{fmt.Sprintf("%s@%d", name, time.Now().Unix()%1000)}}.bytes())
+		}}
+		cfg := poll.Config[string]{
+			Feeds: []poll.Feed[string]{
+				{Name: "info", URL: "http://feed.test/info", Split: splitDoc, Interval: time.Minute},
+				{Name: "status", URL: "http://feed.test/status", Split: splitDoc, Interval: 10 * time.Second},
+			},
+			Jitter: -1,
+		}
+		p := startPipeline(t, srv, cfg, options{})
+		time.Sleep(2*time.Minute + time.Second)
+		synctest.Wait()
+		s := p.prod.Stats()
+		if len(s.Feeds) != 2 || s.Feeds[0].Name != "info" || s.Feeds[0].Polls != 3 || s.Feeds[1].Name != "status" || s.Feeds[1].Polls != 13 {
+			t.Errorf("feed stats = %+v", s.Feeds)
+		}
+		if s.Polls != 16 || s.Items != 16 {
+			t.Errorf("totals = %+v", s.Counters)
+		}
+		var info, status int
+		for _, it := range p.received() {
+			switch {
+			case strings.HasPrefix(it, "info@"):
+				info++
+			case strings.HasPrefix(it, "status@"):
+				status++
+			}
+		}
+		if info != 3 || status != 13 {
+			t.Errorf("received %d from info, %d from status", info, status)
+		}
+	})
+}
