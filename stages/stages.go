@@ -87,13 +87,15 @@ type ProducerFunc[T any] = core.ProducerFunc[T]
 //     many. Demand told to one goroutine that it does not use within a short
 //     lease (or leaves unused when it returns) is offered to the others;
 //     under a rate limit only what the limit can let out is told.
+//   - TryDemand() is Demand without the wait: the demand there is now.
 //   - Emit(ctx, m) and EmitAll(ctx, msgs) add messages to the buffer (they
 //     are copied). Messages within the told demand wait for room rather
 //     than drop; beyond it, a full buffer drops by its Keep policy (counted)
 //     or, with Block, waits for room or for ctx.
 //   - Keep() returns the stage's Keep policy.
 //
-// Emit and Demand return ErrClosed once the stage takes no more input.
+// Demand returns ErrClosed once the topology drains (a producer may still
+// emit what it has read), and Emit once the stage takes no more input.
 type Emitter[T any] = core.Emitter[T]
 
 // FromSlice returns a pull producer that emits data in order, as demand

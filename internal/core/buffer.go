@@ -292,6 +292,7 @@ func (b *Buffer[T]) Stop() {
 	defer b.mu.Unlock()
 	b.stopping = true
 	b.rateChanged.broadcast()
+	b.demand.broadcast()
 }
 
 // Close stops the buffer taking input: emitters get ErrClosed, and Take

@@ -63,7 +63,9 @@ type BatcherConfig[T any] struct {
 
 func (cfg EngineConfig[T]) check() error {
 	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("stages: engine config: "+format, args...)) }
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("stages: engine config: "+format, args...))
+	}
 	if cfg.Producer == nil || cfg.ProducerConcurrency < 1 {
 		bad("need a producer and ProducerConcurrency > 0, got %v and %d", cfg.Producer, cfg.ProducerConcurrency)
 	}

@@ -96,9 +96,17 @@ func (e *Emitter[T]) Keep() Keep { return e.b.keep }
 // With several producer goroutines, demand told to one of them is its own
 // for a short lease; if it has not emitted it by then, or returns, the
 // demand is offered to the others. While a rate limit holds messages back,
-// Demand tells only what the limit can let out. It returns ctx's error once
-// ctx ends, or ErrClosed once the stage takes no more input.
-func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
+// Demand tells only what the limit can let out. It returns ErrClosed once
+// the topology drains (a producer may still emit what it has read), or
+// ctx's error once ctx ends.
+func (e *Emitter[T]) Demand(ctx context.Context) (int, error) { return e.demand(ctx, true) }
+
+// TryDemand is Demand without the wait: it returns the demand there is
+// now, possibly 0. A producer that must act on a clock (a poller whose next
+// poll is due) uses it to learn whether anyone wants what it would fetch.
+func (e *Emitter[T]) TryDemand() (int, error) { return e.demand(context.Background(), false) }
+
+func (e *Emitter[T]) demand(ctx context.Context, wait bool) (int, error) {
 	b := e.b
 	b.mu.Lock()
 	b.promised -= e.promised
@@ -114,7 +122,8 @@ func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 			b.mu.Unlock()
 			return 0, err
 		}
-		if b.closed {
+		if b.closed || b.stopping {
+			// Draining: no more demand. What was read may still be emitted.
 			b.mu.Unlock()
 			return 0, ErrClosed
 		}
@@ -129,6 +138,10 @@ func (e *Emitter[T]) Demand(ctx context.Context) (int, error) {
 			}
 			b.mu.Unlock()
 			return n, nil
+		}
+		if !wait {
+			b.mu.Unlock()
+			return 0, nil
 		}
 		// Nothing to tell now. Wait for demand to grow, for the rate
 		// limit's next interval, or for another producer's lease to end.

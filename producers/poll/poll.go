@@ -191,7 +191,7 @@ func (p *Producer[T]) beat(ctx context.Context, out *stages.Emitter[T]) error {
 			return ctx.Err()
 		}
 	}
-	n, err := demandNow(out)
+	n, err := out.TryDemand()
 	if err != nil {
 		return err
 	}
@@ -200,17 +200,6 @@ func (p *Producer[T]) beat(ctx context.Context, out *stages.Emitter[T]) error {
 		return nil
 	}
 	return p.poll(ctx, out, f)
-}
-
-// demandNow returns the demand there is now, without waiting.
-func demandNow[T any](out *stages.Emitter[T]) (int, error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	n, err := out.Demand(ctx)
-	if errors.Is(err, context.Canceled) {
-		return 0, nil
-	}
-	return n, err
 }
 
 // nextDue returns the feed without pending items whose poll is due first.
@@ -271,7 +260,7 @@ func (p *Producer[T]) poll(ctx context.Context, out *stages.Emitter[T], f *feedS
 		f.pending = append(f.pending, stages.Message[T]{Data: it, Metadata: doc})
 	}
 	f.counters.pending.Store(int64(len(f.pending)))
-	n, err := demandNow(out)
+	n, err := out.TryDemand()
 	if err != nil {
 		return err
 	}
