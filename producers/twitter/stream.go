@@ -15,14 +15,12 @@ package twitter
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,7 +30,6 @@ import (
 	"time"
 
 	"github.com/causeway-go/causeway/stages"
-	"golang.org/x/net/http2"
 )
 
 // Stream is a stages.Producer[Tweet] for an X API v2 stream. Run may be
@@ -165,17 +162,13 @@ type result struct {
 	connected time.Duration // how long the stream was up (0: never)
 	gotData   bool          // the stream delivered at least one byte
 	closed    bool          // the topology stopped taking input
-	fatal     error         // stop: token rejected
+	fatal     error         // stop: token rejected, or a PermanentError
 }
 
 // streamURL returns the stream endpoint with its query.
 func (s *Stream) streamURL(backfill int) string {
 	u := *s.base
-	if s.cfg.Sample {
-		u.Path += "/2/tweets/sample/stream"
-	} else {
-		u.Path += "/2/tweets/search/stream"
-	}
+	u.Path += s.streamPath()
 	q := url.Values{}
 	for _, f := range []struct {
 		name string
@@ -195,36 +188,12 @@ func (s *Stream) streamURL(backfill int) string {
 	return u.String()
 }
 
-// transport returns a fresh HTTP/2-only transport: TLS with ALPN h2 for
-// https, cleartext HTTP/2 with prior knowledge for http. Each stream
-// connection gets its own, so a reconnect never reuses a dead connection.
-func (s *Stream) transport() *http2.Transport {
-	h2c := s.base.Scheme == "http"
-	var tlsCfg *tls.Config
-	if s.cfg.TLSConfig != nil {
-		tlsCfg = s.cfg.TLSConfig.Clone()
+// streamPath is the stream endpoint's path.
+func (s *Stream) streamPath() string {
+	if s.cfg.Sample {
+		return "/2/tweets/sample/stream"
 	}
-	timeout := s.cfg.DialTimeout
-	return &http2.Transport{
-		AllowHTTP:       h2c,
-		TLSClientConfig: tlsCfg,
-		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-			d := &net.Dialer{Timeout: timeout}
-			if h2c {
-				return d.DialContext(ctx, network, addr)
-			}
-			td := &tls.Dialer{NetDialer: d, Config: cfg}
-			c, err := td.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			if p := c.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != http2.NextProtoTLS {
-				c.Close()
-				return nil, fmt.Errorf("twitter: server at %s did not negotiate HTTP/2 (ALPN %q)", addr, p)
-			}
-			return c, nil
-		},
-	}
+	return "/2/tweets/search/stream"
 }
 
 // stream makes one connection and reads it until it ends.
@@ -242,10 +211,13 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		return result{fatal: fmt.Errorf("twitter: stream request: %w", err)}
 	}
 	s.authorize(req)
-	tr := s.transport()
+	tr, note := s.transport()
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
+		if kind, cause := note.permanent(); kind != nil {
+			return result{fatal: s.permanentError(kind, cause)}
+		}
 		if wd.fired.Load() {
 			return result{reason: ReasonStall, err: fmt.Errorf("twitter: no answer within the stall timeout %v", s.cfg.StallTimeout)}
 		}
@@ -256,7 +228,10 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		return s.httpFailure(resp)
 	}
 	if resp.ProtoMajor != 2 {
-		return result{fatal: fmt.Errorf("twitter: stream answered over %s, want HTTP/2", resp.Proto)}
+		return result{fatal: s.permanentError(ErrNotHTTP2, fmt.Errorf("it answered over %s", resp.Proto))}
+	}
+	if ct := resp.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return result{fatal: s.permanentError(ErrNotJSON, fmt.Errorf("it answered 200 with Content-Type %q", cut(ct, 80)))}
 	}
 	wd.kick()
 	start := s.clk.now()
@@ -273,6 +248,37 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		r.err = fmt.Errorf("twitter: no byte for %v", s.cfg.StallTimeout)
 	}
 	return r
+}
+
+// permanentError returns the error that stops Run for a failure no retry
+// can mend: one line naming the endpoint and the cause.
+func (s *Stream) permanentError(kind, cause error) *PermanentError {
+	return s.permanentAt(s.streamPath(), kind, cause)
+}
+
+func (s *Stream) permanentAt(path string, kind, cause error) *PermanentError {
+	u := *s.base
+	u.Path += path
+	return &PermanentError{URL: u.String(), Kind: kind, Err: s.redact(cause)}
+}
+
+// orPermanent returns err, or the permanent failure behind it that the
+// transport's dials noted.
+func (s *Stream) orPermanent(note *dialNote, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if kind, cause := note.permanent(); kind != nil {
+		return s.permanentAt(path, kind, cause)
+	}
+	return err
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func (s *Stream) authorize(req *http.Request) {

@@ -279,7 +279,8 @@ func TestTransportIsHTTP2Only(t *testing.T) {
 		srv := newServer(t, twittertest.Config{H2C: h2c}, [][]byte{})
 		s := NewStream(Config{URL: srv.URL(), Token: srv.Token(), TLSConfig: srv.TLSConfig(), Logger: quiet})
 		req, _ := http.NewRequest(http.MethodGet, srv.URL()+"/", nil)
-		resp, err := s.transport().RoundTrip(req)
+		h2, _ := s.transport()
+		resp, err := h2.RoundTrip(req)
 		if err != nil {
 			t.Fatalf("h2c %v: %v", h2c, err)
 		}
