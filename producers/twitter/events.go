@@ -69,6 +69,7 @@ type ConnectEvent struct {
 	URL      string // the stream URL, query included (never the token)
 	Proto    string // "HTTP/2.0"
 	Backfill int    // backfill_minutes asked for
+	Resume   bool   // the first connection of a Run resuming from Config.ResumeFrom
 	Attempt  int64  // connections established so far, this one included
 }
 

@@ -9,8 +9,12 @@
 // follows the API's reconnect guidance: immediate after a healthy connection
 // is lost, linear back-off for network errors, exponential for HTTP errors,
 // longer exponential for 429 (never before x-rate-limit-reset), and a stop
-// with ErrUnauthorized when the token is rejected. A stall timeout catches
-// silent connections; a bounded window drops duplicate tweet ids.
+// with ErrUnauthorized when the token is rejected, or with a PermanentError
+// when the server does not speak HTTP/2, its certificate does not verify or
+// its stream is not JSON. A stall timeout catches silent connections; a
+// bounded window drops duplicate tweet ids. A restarted program passes the
+// time of the last tweet it stored (Config.ResumeFrom, kept in a StateFile)
+// and the first connection asks for backfill from then.
 package twitter
 
 import (
@@ -18,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -80,7 +83,10 @@ func NewStream(cfg Config) *Stream {
 	s := &Stream{cfg: cfg, log: cfg.Logger.With("producer", "twitter"), clk: realClock}
 	s.base, _ = url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if cfg.DedupWindow > 0 {
-		s.dedup = newDedup(cfg.DedupWindow)
+		s.dedup = newDedup(cfg.DedupWindow + len(cfg.StoredIDs))
+		for _, id := range cfg.StoredIDs {
+			s.dedup.seen(id)
+		}
 	}
 	return s
 }
@@ -91,8 +97,9 @@ func NewStream(cfg Config) *Stream {
 var ErrBlockingBuffer = errors.New("twitter: the producer stage uses Keep: Block, but an X stream cannot be slowed; use KeepLast or KeepFirst")
 
 // Run streams tweets into out until ctx ends or the topology stops taking
-// them (it returns nil then), or until the token is rejected or the rules
-// cannot be synced (it returns that error, which stops the topology). With
+// them (it returns nil then), or until the token is rejected, the server
+// fails permanently (a *PermanentError) or the rules cannot be synced (it
+// returns that error, which stops the topology). With
 // Config.RulesDryRun it syncs nothing, logs the plan and returns nil.
 func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 	if err := s.cfg.Validate(); err != nil {
@@ -117,17 +124,26 @@ func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 		}
 	}
 	var bo backoffs
-	established := false
+	established, resumeLogged := false, false
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		backfill := 0
-		if established {
+		resume := false
+		switch {
+		case established:
 			backfill = s.cfg.BackfillMinutes
+		case !s.cfg.ResumeFrom.IsZero():
+			resume = true
+			backfill = resumeBackfill(s.clk.now().Sub(s.cfg.ResumeFrom), s.cfg.BackfillMinutes)
+			if !resumeLogged {
+				resumeLogged = true
+				s.logResume(backfill)
+			}
 		}
 		s.state.Store(int32(StateConnecting))
-		r := s.stream(ctx, out, backfill)
+		r := s.stream(ctx, out, backfill, resume)
 		established = established || r.connected > 0 || r.status == http.StatusOK
 		switch {
 		case r.closed:
@@ -150,6 +166,35 @@ func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 		if err := s.clk.sleep(ctx, ev.Backoff); err != nil {
 			return nil
 		}
+	}
+}
+
+// resumeBackfill returns the backfill minutes that reach back over a gap
+// since the last stored tweet: whole minutes rounded up, at least one
+// (the clocks may disagree), at most limit (0 when backfill is off).
+func resumeBackfill(gap time.Duration, limit int) int {
+	if limit <= 0 {
+		return 0
+	}
+	m := max((gap+time.Minute-1)/time.Minute, 1)
+	return int(min(m, time.Duration(limit)))
+}
+
+// logResume tells what a resumed start recovers, and what it cannot.
+func (s *Stream) logResume(backfill int) {
+	from := s.cfg.ResumeFrom
+	now := s.clk.now()
+	gap := now.Sub(from)
+	switch reach := time.Duration(backfill) * time.Minute; {
+	case backfill == 0:
+		s.log.Warn("twitter: resuming without backfill (BackfillMinutes is 0): tweets since the last stored one are not asked for",
+			"resume_from", from, "gap", gap)
+	case gap > reach:
+		s.log.Warn("twitter: resuming after a gap longer than the backfill reaches: tweets in between are lost",
+			"resume_from", from, "gap", gap, "backfill_minutes", backfill, "lost_from", from, "lost_until", now.Add(-reach))
+	default:
+		s.log.Info("twitter: resuming with backfill", "resume_from", from, "gap", gap, "backfill_minutes", backfill,
+			"stored_ids", len(s.cfg.StoredIDs))
 	}
 }
 
@@ -197,7 +242,7 @@ func (s *Stream) streamPath() string {
 }
 
 // stream makes one connection and reads it until it ends.
-func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfill int) (r result) {
+func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfill int, resume bool) (r result) {
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.c.attempts.Add(1)
@@ -237,9 +282,9 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 	start := s.clk.now()
 	n := s.c.connects.Add(1)
 	s.state.Store(int32(StateConnected))
-	s.log.Info("twitter: stream connected", "url", streamURL, "proto", resp.Proto, "backfill_minutes", backfill)
+	s.log.Info("twitter: stream connected", "url", streamURL, "proto", resp.Proto, "backfill_minutes", backfill, "resume", resume)
 	if s.cfg.OnConnect != nil {
-		s.cfg.OnConnect(ConnectEvent{URL: streamURL, Proto: resp.Proto, Backfill: backfill, Attempt: n})
+		s.cfg.OnConnect(ConnectEvent{URL: streamURL, Proto: resp.Proto, Backfill: backfill, Resume: resume, Attempt: n})
 	}
 	r = s.read(connCtx, out, resp.Body, wd)
 	r.status = http.StatusOK
@@ -359,7 +404,9 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 	)
 	for {
 		n, rerr := lr.fill()
+		var now time.Time
 		if n > 0 {
+			now = s.clk.now()
 			wd.kick()
 			gotData = true
 			s.c.bytes.Add(int64(n))
@@ -398,6 +445,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 					s.c.deduplicated.Add(1)
 					continue
 				}
+				line.Tweet.ReceivedAt = now
 				msgs = append(msgs, stages.Message[Tweet]{Data: line.Tweet})
 			case KindError:
 				s.c.received.Add(1)
@@ -547,42 +595,4 @@ func exponential(b Backoff, attempt int) time.Duration {
 		d *= 2
 	}
 	return min(d, b.Max)
-}
-
-// dedup remembers the last n tweet ids.
-type dedup struct {
-	mu   sync.Mutex
-	set  map[uint64]struct{}
-	ring []uint64
-	next int
-	full bool
-}
-
-var dedupSeed = maphash.MakeSeed()
-
-func newDedup(n int) *dedup {
-	return &dedup{set: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
-}
-
-// seen reports whether id is in the window, and adds it if not.
-func (d *dedup) seen(id string) bool {
-	k, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		k = maphash.String(dedupSeed, id)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.set[k]; ok {
-		return true
-	}
-	if d.full {
-		delete(d.set, d.ring[d.next])
-	}
-	d.ring[d.next] = k
-	d.set[k] = struct{}{}
-	d.next++
-	if d.next == len(d.ring) {
-		d.next, d.full = 0, true
-	}
-	return false
 }
