@@ -91,6 +91,13 @@ func NewStream(cfg Config) *Stream {
 	return s
 }
 
+// MaxLineSize returns the longest stream line the stream accepts, in bytes
+// without its CRLF (Config.MaxLineSize or its default): a tweet's Raw is
+// never longer, so a sink that stores Raw whole can size its own limit
+// (a Kafka producer's maximum message bytes, the broker's
+// message.max.bytes) from it, plus its record overhead.
+func (s *Stream) MaxLineSize() int { return s.cfg.MaxLineSize }
+
 // ErrBlockingBuffer is returned by Run when the producer stage's Keep policy
 // is Block: the X stream cannot be slowed, so its buffer must drop
 // (KeepLast or KeepFirst) and count what it drops.

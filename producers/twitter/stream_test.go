@@ -3,6 +3,7 @@ package twitter
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -800,5 +801,58 @@ func TestStreamRefusesBlockingBuffer(t *testing.T) {
 	}
 	if err := top.Run(context.Background()); !errors.Is(err, ErrBlockingBuffer) {
 		t.Fatalf("Run = %v, want ErrBlockingBuffer", err)
+	}
+}
+
+// TestOversizedLineLoggedWithOffset checks that a line over MaxLineSize is
+// skipped, counted and logged with its stream offset and the limit, and
+// that MaxLineSize reports the limit in force (or the default).
+func TestOversizedLineLoggedWithOffset(t *testing.T) {
+	if got := NewStream(Config{Token: "x"}).MaxLineSize(); got != DefaultMaxLineSize || DefaultMaxLineSize != 1<<20 {
+		t.Errorf("default MaxLineSize %d (DefaultMaxLineSize %d), want 1 MiB", got, DefaultMaxLineSize)
+	}
+	const limit, size = 64 << 10, 70_000 // a recorded tweet is 51,147 bytes
+	lines := recordedLines(t)[:20]
+	srv := newServer(t, twittertest.Config{H2C: true, Record: true, KeepAlive: -1,
+		Faults: twittertest.Faults{OversizedEvery: 10, OversizedSize: size}}, lines)
+	var logs lockedBuffer
+	s := newStream(srv, newProbe(), Config{Sample: true, MaxLineSize: limit,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if s.MaxLineSize() != limit {
+		t.Errorf("MaxLineSize() = %d, want %d", s.MaxLineSize(), limit)
+	}
+	_, buf := runBare(t, s)
+	<-srv.Done()
+	waitUntil(t, "every line read", func() bool { return s.Stats().Received >= 22 })
+	st := s.Stats()
+	if st.Emitted != 20 || st.Oversized != 2 || st.Malformed != 2 {
+		t.Fatalf("emitted %d, oversized %d, malformed %d; want 20, 2, 2", st.Emitted, st.Oversized, st.Malformed)
+	}
+	if err := st.Check(); err != nil {
+		t.Error(err)
+	}
+	// The body is 10 tweets, an oversized line, 10 tweets, another.
+	var off int64
+	for _, raw := range srv.Served()[:10] {
+		off += int64(len(raw)) + 2
+	}
+	var rec struct {
+		Msg    string
+		Offset int64
+		Limit  int
+	}
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "over the size limit") {
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if rec.Offset != off || rec.Limit != limit {
+		t.Errorf("logged %+v, want the oversized line's offset %d and limit %d; logs:\n%s", rec, off, limit, logs.String())
+	}
+	if bs := buf.Stats(); bs.Emitted != 20 {
+		t.Errorf("buffer got %d tweets, want 20", bs.Emitted)
 	}
 }
