@@ -196,3 +196,87 @@ func TestResumeBackfillMinutes(t *testing.T) {
 		})
 	}
 }
+
+// TestResumeOverALiveGap restarts against a live timeline, which moves on
+// while no client is connected, as the API's does: the first run stores
+// 300 tweets of those it received and stops; the timeline publishes 1,000
+// more with nobody connected; the second run, resuming from the state
+// file with the stored ids, backfills all of it. Every tweet published is
+// stored exactly once, and the replay of the stored ones is counted.
+func TestResumeOverALiveGap(t *testing.T) {
+	t.Parallel()
+	const n, storedFirst = 5000, 300
+	lines := recordedLines(t)[:n]
+	srv := newServer(t, twittertest.Config{H2C: true, Rate: 2000, Live: true, KeepAlive: -1}, lines)
+	state := StateFile{Path: filepath.Join(t.TempDir(), "x-stream.state")}
+	ctx := context.Background()
+
+	a := newStream(srv, newProbe(), Config{Sample: true, BackfillMinutes: 5})
+	stopA, bufA := runBare(t, a)
+	waitUntil(t, "the first run to receive 500 tweets", func() bool { return a.Stats().Emitted >= 500 })
+	bufA.Ask(0, storedFirst)
+	first, err := bufA.Take(ctx, 0, nil)
+	if err != nil || len(first) != storedFirst {
+		t.Fatalf("took %d tweets: %v", len(first), err)
+	}
+	stored := map[string]int{}
+	var ids []string
+	for _, m := range first {
+		stored[m.Data.ID]++
+		ids = append(ids, m.Data.ID)
+	}
+	if err := state.Save(first[len(first)-1].Data.ReceivedAt); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	left := srv.Stats().Timeline
+	waitUntil(t, "the timeline to move on by 1,000 with no client", func() bool { return srv.Stats().Timeline >= left+1000 })
+
+	from, err := state.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProbe()
+	b := newStream(srv, p, Config{Sample: true, BackfillMinutes: 5, ResumeFrom: from, StoredIDs: ids})
+	_, bufB := runBare(t, b)
+	<-srv.Done()
+	waitUntil(t, "the second run to read the whole timeline", func() bool { return b.Stats().Tweets >= n })
+	st := b.Stats()
+	bufB.Ask(0, int(st.Emitted))
+	second, err := bufB.Take(ctx, 0, nil)
+	if err != nil || int64(len(second)) != st.Emitted {
+		t.Fatalf("took %d of %d tweets: %v", len(second), st.Emitted, err)
+	}
+	for _, m := range second {
+		stored[m.Data.ID]++
+	}
+	if st.Tweets != n || st.Deduplicated != storedFirst || st.Emitted != n-storedFirst {
+		t.Errorf("second run: %d tweets, %d deduplicated, %d emitted; want %d, %d, %d",
+			st.Tweets, st.Deduplicated, st.Emitted, n, storedFirst, n-storedFirst)
+	}
+	if err := st.Check(); err != nil {
+		t.Error(err)
+	}
+	var l Line
+	var missing, twice int
+	for _, raw := range lines {
+		if err := Decode(raw, &l); err != nil {
+			t.Fatal(err)
+		}
+		switch stored[l.Tweet.ID] {
+		case 0:
+			missing++
+		case 1:
+		default:
+			twice++
+		}
+	}
+	if missing != 0 || twice != 0 || len(stored) != n {
+		t.Errorf("of %d tweets published, %d missing from the store, %d stored twice (%d distinct stored)", n, missing, twice, len(stored))
+	}
+	if _, cs := p.events(); len(cs) != 1 || !cs[0].Resume || cs[0].Backfill != 1 {
+		t.Errorf("connects %+v: want one resuming connection asking backfill_minutes=1", cs)
+	}
+}
