@@ -95,8 +95,8 @@ type Config struct {
 	BackfillMinutes int
 	// ResumeFrom, when set, is when the previous run last stored a tweet:
 	// a time before which every tweet it received is stored (a low
-	// watermark such as the ReceivedAt of the last stored tweet, kept with
-	// a StateFile). Until the first connection is established, each attempt
+	// watermark: the ReceivedAt of the last tweet stored in stream order,
+	// kept with a StateFile, which says more). Until the first connection is established, each attempt
 	// then asks for backfill of ceil(minutes since ResumeFrom), at least 1
 	// and at most BackfillMinutes, so a restart loses nothing within that
 	// reach; a longer gap is logged with the span that cannot be recovered.

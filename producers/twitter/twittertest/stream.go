@@ -138,6 +138,10 @@ func (s *Server) publish(pos int64, line []byte) {
 	if line != nil && s.cfg.Record {
 		s.record = append(s.record, bytes.Clone(line))
 	}
+	if s.cfg.Live {
+		// A live timeline knows its times: no history to keep.
+		s.published = max(s.published, pos)
+	}
 	for s.published < pos {
 		s.history = append(s.history, servedAt{pos: s.published, at: time.Now()})
 		s.published++
