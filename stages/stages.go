@@ -204,3 +204,15 @@ var (
 	// did not finish within ShutdownTimeout.
 	ErrShutdownTimeout = core.ErrShutdownTimeout
 )
+
+// DeadLetteredError is the error of a failed message that a dead-letter
+// destination holds: a HandleFailed hook that stored the message fails it
+// again with &DeadLetteredError{Err: m.Err(), Destination: ...}. Sources
+// that must not skip data (the Kafka source commits an offset only past
+// messages that succeeded or were dead-lettered) test it with
+// IsDeadLettered.
+type DeadLetteredError = core.DeadLetteredError
+
+// IsDeadLettered reports whether err says a dead-letter destination holds
+// the message.
+func IsDeadLettered(err error) bool { return core.IsDeadLettered(err) }

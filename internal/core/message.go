@@ -220,3 +220,30 @@ func (f *fanout) done(err error) (last bool, final error) {
 	fanoutPool.Put(f)
 	return true, final
 }
+
+// DeadLetteredError is the error of a failed message that a dead-letter
+// destination holds: a HandleFailed hook that stored the message (in a
+// dead-letter topic or table) fails it again with this error. Sources that
+// must not skip what is neither stored nor dead-lettered (the Kafka source
+// commits an offset only past messages that succeeded or are dead-lettered)
+// test for it with IsDeadLettered.
+type DeadLetteredError struct {
+	// Err is why the message failed.
+	Err error
+	// Destination names where it was stored, e.g. "kafka:tweets.dlq".
+	Destination string
+}
+
+func (e *DeadLetteredError) Error() string {
+	return fmt.Sprintf("%v (dead-lettered to %s)", e.Err, e.Destination)
+}
+
+// Unwrap returns why the message failed.
+func (e *DeadLetteredError) Unwrap() error { return e.Err }
+
+// IsDeadLettered reports whether err says a dead-letter destination holds
+// the message.
+func IsDeadLettered(err error) bool {
+	var d *DeadLetteredError
+	return errors.As(err, &d)
+}
