@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // RetryPolicy re-runs failed batches before their messages count as failed.
@@ -31,10 +34,7 @@ func (r RetryPolicy) wait(attempt int) time.Duration {
 	if maxD <= 0 {
 		maxD = 10 * time.Second
 	}
-	for i := 1; i < attempt && d < maxD; i++ {
-		d *= 2
-	}
-	return min(d, maxD)
+	return backoff.Exponential(d, maxD, attempt)
 }
 
 // openBatch is a batch being filled, then handled. It points into the
@@ -95,7 +95,7 @@ type batcher[T any] struct {
 	failed        atomic.Int64
 	sizes         *Histogram
 	latency       *Histogram
-	panicLog      logLimiter
+	panicLog      ratelog.Limiter
 }
 
 func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T] {
@@ -197,7 +197,7 @@ func (b *batcher[T]) measure(r *ref[T]) (ok bool) {
 			perr := newPanicError(v)
 			r.m.Fail(perr)
 			ok = false
-			if allowed, n := b.panicLog.allow(1); allowed {
+			if allowed, n := b.panicLog.Allow(1); allowed {
 				b.e.cfg.Logger.Error("stages: batcher SizeFunc or PartitionBy panicked; message failed",
 					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", n, "panic", v, "stack", string(perr.Stack))
 			}
@@ -414,7 +414,7 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		if j == 0 {
 			break
 		}
-		if sleep(bp.ctx, retry.wait(attempt), nil) != nil {
+		if backoff.Sleep(bp.ctx, retry.wait(attempt), nil) != nil {
 			break
 		}
 		for _, s := range bp.set {

@@ -7,6 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/notify"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // RateLimit allows at most Messages messages per Interval out of the
@@ -90,9 +94,9 @@ type Buffer[T any] struct {
 	// ring.
 	inbox [][]Message[T]
 
-	demand      notifier // demand may have grown: producers in Demand look again
-	space       notifier // room may have freed: Block emitters look again
-	rateChanged notifier // the rate limit changed or was lifted
+	demand      notify.Notifier // demand may have grown: producers in Demand look again
+	space       notify.Notifier // room may have freed: Block emitters look again
+	rateChanged notify.Notifier // the rate limit changed or was lifted
 
 	rate        RateLimit
 	windowStart time.Time
@@ -105,8 +109,8 @@ type Buffer[T any] struct {
 	failed   atomic.Int64
 	onDrop   func([]Message[T])
 	logger   *slog.Logger
-	dropLog  logLimiter
-	panicLog logLimiter
+	dropLog  ratelog.Limiter
+	panicLog ratelog.Limiter
 }
 
 // NewBuffer returns a buffer for cfg, which must be valid (Size and
@@ -123,7 +127,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		onDrop:      cfg.OnDrop,
 		onDemand:    cfg.OnDemand,
 		logger:      cfg.Logger,
-		dropLog:     logLimiter{every: cfg.DropLogInterval},
+		dropLog:     ratelog.Limiter{Every: cfg.DropLogInterval},
 	}
 	for i := range b.wake {
 		b.wake[i] = make(chan struct{}, 1)
@@ -164,8 +168,8 @@ func (b *Buffer[T]) Ask(id, n int) {
 // announceDemandLocked wakes producers waiting in Demand if there is demand
 // for them. b.mu must be held.
 func (b *Buffer[T]) announceDemandLocked() {
-	if b.demand.ch != nil && b.unmetDemand() > 0 {
-		b.demand.broadcast()
+	if b.demand.Waiting() && b.unmetDemand() > 0 {
+		b.demand.Broadcast()
 	}
 }
 
@@ -191,9 +195,9 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			if b.rateActive() {
 				var wait time.Duration
 				if k, wait = b.allowLocked(k); k == 0 {
-					changed := b.rateChanged.wait()
+					changed := b.rateChanged.Wait()
 					b.mu.Unlock()
-					if err := sleep(ctx, wait, changed); err != nil {
+					if err := backoff.Sleep(ctx, wait, changed); err != nil {
 						return dst, err
 					}
 					continue
@@ -204,7 +208,7 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			b.total -= k
 			b.buffered -= k
 			b.delivered += int64(k)
-			b.space.broadcast()
+			b.space.Broadcast()
 			b.announceDemandLocked()
 			if r.n > 0 {
 				b.wakeConsumers()
@@ -291,8 +295,8 @@ func (b *Buffer[T]) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stopping = true
-	b.rateChanged.broadcast()
-	b.demand.broadcast()
+	b.rateChanged.Broadcast()
+	b.demand.Broadcast()
 }
 
 // Close stops the buffer taking input: emitters get ErrClosed, and Take
@@ -310,10 +314,10 @@ func (b *Buffer[T]) Close() {
 		b.signal(id)
 	}
 	b.waiting = b.waiting[:0]
-	b.demand.broadcast()
-	b.space.broadcast()
-	b.rateChanged.broadcast()
-	if n := b.dropLog.flush(); n > 0 && b.logger != nil {
+	b.demand.Broadcast()
+	b.space.Broadcast()
+	b.rateChanged.Broadcast()
+	if n := b.dropLog.Flush(); n > 0 && b.logger != nil {
 		b.logger.Warn("stages: producer buffer full, messages dropped",
 			"dropped", n, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 	}
@@ -332,7 +336,7 @@ func (b *Buffer[T]) SetRateLimit(r RateLimit) error {
 	b.rate = r
 	b.windowStart = time.Time{}
 	b.windowUsed = 0
-	b.rateChanged.broadcast()
+	b.rateChanged.Broadcast()
 	b.announceDemandLocked()
 	return nil
 }
@@ -477,7 +481,7 @@ func (b *Buffer[T]) allowLocked(k int) (int, time.Duration) {
 		b.windowStart = now
 		b.windowUsed = 0
 		// Producers waiting in Demand time their next look by the window.
-		b.demand.broadcast()
+		b.demand.Broadcast()
 	}
 	left := b.rate.Messages - b.windowUsed
 	if left <= 0 {
@@ -495,7 +499,7 @@ func (b *Buffer[T]) partitionOf(m *Message[T]) (p int, err error) {
 		if v := recover(); v != nil {
 			p, err = 0, newPanicError(v)
 			b.failed.Add(1)
-			if ok, n := b.panicLog.allow(1); ok && b.logger != nil {
+			if ok, n := b.panicLog.Allow(1); ok && b.logger != nil {
 				b.logger.Error("stages: processor PartitionBy panicked; message failed and sent to partition 0",
 					"panics", n, "panic", v, "stack", string(err.(*PanicError).Stack))
 			}
@@ -515,27 +519,9 @@ func (b *Buffer[T]) reportDrops(dropped []Message[T]) {
 	if b.logger == nil {
 		return
 	}
-	if ok, count := b.dropLog.allow(n); ok {
+	if ok, count := b.dropLog.Allow(n); ok {
 		b.logger.Warn("stages: producer buffer full, messages dropped",
 			"dropped", count, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
-	}
-}
-
-// sleep waits for d, for ctx to end (returning its error) or for wake to be
-// closed, whichever comes first. A nil wake never fires.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-wake:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // EngineConfig is a complete, validated description of a topology's stages.
@@ -118,7 +120,7 @@ type Engine[T any] struct {
 	procState []atomic.Int32
 	producing atomic.Int32 // producer goroutines that have not returned
 
-	routeLog logLimiter // unknown batcher names
+	routeLog ratelog.Limiter // unknown batcher names
 }
 
 // What a worker is doing, for the report of a drain that timed out.
