@@ -66,10 +66,11 @@ type batchKey struct {
 // fills up is handed to a batch processor by the processor that filled it,
 // and one that times out by the batcher's timer goroutine.
 type batcher[T any] struct {
-	e     *Engine[T]
-	index int
-	cfg   BatcherConfig[T]
-	outs  []chan *openBatch[T] // one shared, or one per partition
+	e      *Engine[T]
+	index  int
+	cfg    BatcherConfig[T]
+	policy batchPolicy
+	outs   []chan *openBatch[T] // one shared, or one per partition
 	// sendMu[i] serializes hand-overs on outs[i]: it is taken before mu is
 	// released, so batches leave in the order they were closed.
 	sendMu []sync.Mutex
@@ -109,6 +110,7 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 		sizes:   NewSizeHistogram(),
 		latency: NewLatencyHistogram(),
 		bpState: make([]atomic.Int32, cfg.Concurrency),
+		policy:  batchPolicy{size: cfg.BatchSize, sized: cfg.SizeFunc != nil, timeout: cfg.BatchTimeout},
 	}
 	n := 1
 	if cfg.PartitionBy != nil {
@@ -229,9 +231,9 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 			ob = b.open[batchKey{m.batchKey, part}]
 		}
 		size := 1
-		if b.cfg.SizeFunc != nil {
+		if b.policy.sized {
 			size = int(refs[i].size)
-			if ob != nil && len(ob.msgs) > 0 && ob.size+size > b.cfg.BatchSize {
+			if ob != nil && b.policy.overflows(fill{len(ob.msgs), ob.size}, size) {
 				if !b.flushLocked(ctx, ob, TriggerSize) {
 					return false
 				}
@@ -246,15 +248,16 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 			}
 			ob = b.pool.Get().(*openBatch[T])
 			ob.key, ob.partition, ob.size = m.batchKey, part, 0
-			ob.deadline = now.Add(b.cfg.BatchTimeout)
+			ob.deadline = b.policy.deadline(now)
 			b.open[batchKey{m.batchKey, part}] = ob
 			b.arm(ob.deadline, now)
 		}
 		b.last = ob
 		j := i + 1
-		if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
+		if !b.policy.sized && b.cfg.PartitionBy == nil {
 			// Take the run of messages with this batch key that fits.
-			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(refs) && j < room && refs[j].m.batchKey == ob.key && !refs[j-1].m.flush; j++ {
+			room := i + b.policy.room(fill{len(ob.msgs), ob.size})
+			for ; j < len(refs) && j < room && refs[j].m.batchKey == ob.key && !refs[j-1].m.flush; j++ {
 			}
 			size = j - i
 		}
@@ -268,10 +271,7 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 		}
 		ob.size += size
 		i = j
-		if t := TriggerSize; ob.size >= b.cfg.BatchSize || refs[j-1].m.flush {
-			if ob.size < b.cfg.BatchSize {
-				t = TriggerFlush
-			}
+		if t, ok := b.policy.closes(fill{len(ob.msgs), ob.size}, refs[j-1].m.flush); ok {
 			if !b.flushLocked(ctx, ob, t) {
 				return false
 			}
@@ -293,7 +293,7 @@ func (b *batcher[T]) arm(due, now time.Time) {
 func (b *batcher[T]) flushDue(ctx context.Context, now time.Time) bool {
 	var next time.Time
 	for _, ob := range b.open {
-		if !ob.deadline.After(now) {
+		if b.policy.due(ob.deadline, now) {
 			if !b.flushLocked(ctx, ob, TriggerTimeout) {
 				return false
 			}
