@@ -142,7 +142,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		b.rings = []ring[T]{newRing[T](cfg.Size)}
 	}
 	for i := range b.rings {
-		b.capacity += len(b.rings[i].buf)
+		b.capacity += b.rings[i].capacity
 	}
 	return b
 }
@@ -385,11 +385,11 @@ func (b *Buffer[T]) unmetDemand() int {
 	var need, room int
 	if b.partition == nil {
 		need = b.total - b.buffered
-		room = len(b.rings[0].buf) - b.buffered
+		room = b.rings[0].room()
 	} else {
 		for i := range b.rings {
 			need += max(0, b.outstanding[i]-b.rings[i].n)
-			room += len(b.rings[i].buf) - b.rings[i].n
+			room += b.rings[i].room()
 		}
 	}
 	n := min(need, room)
@@ -525,18 +525,46 @@ func (b *Buffer[T]) reportDrops(dropped []Message[T]) {
 	}
 }
 
-// ring is a fixed-capacity FIFO of messages.
+// ring is a bounded FIFO of messages. Its storage starts small and doubles
+// as it fills, up to capacity, so a large BufferSize costs memory only when
+// a burst actually needs it.
 type ring[T any] struct {
-	buf     []Message[T]
-	head, n int
+	buf      []Message[T]
+	head, n  int
+	capacity int
 }
 
-func newRing[T any](capacity int) ring[T] { return ring[T]{buf: make([]Message[T], capacity)} }
+// ringStart is the most slots a ring allocates before it is needed.
+const ringStart = 1024
 
-func (r *ring[T]) full() bool { return r.n == len(r.buf) }
+func newRing[T any](capacity int) ring[T] {
+	return ring[T]{buf: make([]Message[T], min(capacity, ringStart)), capacity: capacity}
+}
+
+func (r *ring[T]) full() bool { return r.n == r.capacity }
+
+// room is how many more messages the ring takes.
+func (r *ring[T]) room() int { return r.capacity - r.n }
+
+// grow makes storage for at least need messages (at most capacity),
+// keeping their order.
+func (r *ring[T]) grow(need int) {
+	if need <= len(r.buf) {
+		return
+	}
+	size := len(r.buf)
+	for size < need {
+		size *= 2
+	}
+	buf := make([]Message[T], min(size, r.capacity))
+	k := copy(buf, r.buf[r.head:min(r.head+r.n, len(r.buf))])
+	copy(buf[k:], r.buf[:r.n-k])
+	r.buf, r.head = buf, 0
+}
 
 // push appends m and returns a pointer to the stored copy.
 func (r *ring[T]) push(m Message[T]) *Message[T] {
+	r.grow(r.n + 1)
 	i := r.head + r.n
 	if i >= len(r.buf) {
 		i -= len(r.buf)
@@ -548,7 +576,8 @@ func (r *ring[T]) push(m Message[T]) *Message[T] {
 
 // pushAll appends as many of msgs as fit and returns how many did.
 func (r *ring[T]) pushAll(msgs []Message[T]) int {
-	k := min(len(msgs), len(r.buf)-r.n)
+	k := min(len(msgs), r.capacity-r.n)
+	r.grow(r.n + k)
 	done := 0
 	for done < k {
 		i := r.head + r.n
@@ -578,8 +607,8 @@ func (r *ring[T]) popFront() Message[T] {
 }
 
 // popInto moves the k oldest messages to the end of dst. The slots are not
-// cleared: a full buffer holds Size messages anyway, so stale ones never
-// raise the memory bound, and they are overwritten as the ring turns.
+// cleared: the storage was needed once and stale messages in it never raise
+// the memory bound; they are overwritten as the ring turns.
 func (r *ring[T]) popInto(dst []Message[T], k int) []Message[T] {
 	for k > 0 {
 		end := min(r.head+k, len(r.buf))
