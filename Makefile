@@ -10,9 +10,9 @@ BENCH    ?= .
 BENCHTIME ?= 1s
 BENCHSTAT = $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 
-# The sinks are modules of their own (nested, required through replace
-# directives), so the core module links no cgo and no database client;
-# scripts/each-module runs a command in every module.
+# The repository is a workspace (go.work) of modules: the core and the
+# adapters whose dependencies are heavy (cgo librdkafka, pgx) or which are the
+# binary; scripts/each-module runs a command in every module.
 EACH     = scripts/each-module
 
 export CGO_ENABLED := 1
@@ -26,6 +26,7 @@ build:
 
 ## test: every test with -race; starts (and stops) a throwaway Postgres
 test:
+	scripts/install-deploy-tools
 	scripts/with-pg $(PGDIR)-test -- $(EACH) $(GO) test -race -count=1 -timeout 15m ./...
 
 ## test-short: the core packages only, no servers needed

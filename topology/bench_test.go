@@ -84,19 +84,39 @@ func measure(b *testing.B, run impl, procs int, work func(*benchMsg)) float64 {
 	return rate
 }
 
-func runCauseway(n, procs int, work func(*benchMsg)) int64 {
+// BenchmarkProducers runs the no-op causeway pipeline with P producer
+// goroutines, each emitting its share on demand (as one Kafka partition
+// each would), into 8 processors.
+func BenchmarkProducers(b *testing.B) {
+	for _, p := range []int{1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("producers=%d", p), func(b *testing.B) {
+			measure(b, func(n, procs int, work func(*benchMsg)) int64 { return runCausewayP(n, procs, p, work) }, 8, func(*benchMsg) {})
+		})
+	}
+}
+
+func runCauseway(n, procs int, work func(*benchMsg)) int64 { return runCausewayP(n, procs, 1, work) }
+
+// runCausewayP runs n messages through the topology, from producers
+// goroutines that each emit their share.
+func runCausewayP(n, procs, producers int, work func(*benchMsg)) int64 {
 	var acked atomic.Int64
 	acker := stages.AckFunc[benchMsg](func(ok, failed []*stages.Message[benchMsg]) {
 		acked.Add(int64(len(ok) + len(failed)))
 	})
+	var next atomic.Int64
 	producer := stages.ProducerFunc[benchMsg](func(ctx context.Context, out *stages.Emitter[benchMsg]) error {
 		var scratch []stages.Message[benchMsg]
-		for sent := 0; sent < n; {
+		share := n / producers
+		if next.Add(1) == 1 {
+			share += n % producers
+		}
+		for sent := 0; sent < share; {
 			d, err := out.Demand(ctx)
 			if err != nil {
 				return err
 			}
-			d = min(d, n-sent)
+			d = min(d, share-sent)
 			// Reuse the scratch messages: only the id changes.
 			for len(scratch) < d {
 				scratch = append(scratch, stages.Message[benchMsg]{Data: benchMsg{Payload: payload}, Acker: &acker})
@@ -114,7 +134,7 @@ func runCauseway(n, procs int, work func(*benchMsg)) int64 {
 	})
 	top, err := topology.New(topology.Spec[benchMsg]{
 		Name:     "bench",
-		Producer: topology.ProducerSpec[benchMsg]{Producer: producer},
+		Producer: topology.ProducerSpec[benchMsg]{Producer: producer, Concurrency: producers},
 		Processors: topology.ProcessorSpec[benchMsg]{
 			Concurrency: procs,
 			Handle: func(_ context.Context, m *stages.Message[benchMsg]) error {

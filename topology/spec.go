@@ -54,7 +54,8 @@ type ProducerSpec[T any] struct {
 	// Emitter. Default 1; above 1 the producer must be safe for concurrent use.
 	Concurrency int
 	// BufferSize is how many messages the stage holds that processors have
-	// not asked for yet. Default 10,000.
+	// not asked for yet, at most MaxBufferSize. Default 10,000. Its storage
+	// grows as bursts need it.
 	BufferSize int
 	// Keep is what a full buffer does: KeepLast (default) drops the oldest,
 	// KeepFirst the newest, Block makes the producer wait.
@@ -119,6 +120,9 @@ const (
 	DefaultBatchSize       = 100
 	DefaultBatchTimeout    = time.Second
 	DefaultShutdownTimeout = 30 * time.Second
+	// MaxBufferSize bounds BufferSize. The buffer's storage grows with use,
+	// so a large bound costs memory only when a burst fills it.
+	MaxBufferSize = 1 << 24
 )
 
 // withDefaults returns a copy of s with zero values replaced by defaults.
@@ -196,8 +200,8 @@ func (s Spec[T]) validate() error {
 	if p.Concurrency < 1 {
 		bad("Producer.Concurrency", "must be > 0, got %d", p.Concurrency)
 	}
-	if p.BufferSize < 1 {
-		bad("Producer.BufferSize", "must be > 0, got %d", p.BufferSize)
+	if p.BufferSize < 1 || p.BufferSize > MaxBufferSize {
+		bad("Producer.BufferSize", "must be between 1 and %d, got %d", MaxBufferSize, p.BufferSize)
 	}
 	if p.Keep > stages.Block {
 		bad("Producer.Keep", "must be KeepLast, KeepFirst or Block, got %v", p.Keep)

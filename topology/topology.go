@@ -3,13 +3,14 @@ package topology
 import (
 	"context"
 
+	"github.com/causeway-go/causeway/internal/core"
 	"github.com/causeway-go/causeway/stages"
 )
 
 // Topology is a declared, validated topology, ready to Run.
 type Topology[T any] struct {
 	spec   Spec[T]
-	engine *stages.Engine[T]
+	engine *core.Engine[T]
 }
 
 // New validates spec and builds its topology. The error names every bad
@@ -23,18 +24,18 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 	if handle == nil {
 		handle = func(context.Context, *stages.Message[T]) error { return nil }
 	}
-	cfg := stages.EngineConfig[T]{
+	cfg := core.EngineConfig[T]{
 		Name:                s.Name,
 		Producer:            s.Producer.Producer,
 		ProducerConcurrency: s.Producer.Concurrency,
-		Buffer: stages.BufferConfig[T]{
+		Buffer: core.BufferConfig[T]{
 			Size:      s.Producer.BufferSize,
 			Keep:      s.Producer.Keep,
 			OnDrop:    s.Producer.OnDrop,
 			RateLimit: s.Producer.RateLimit,
 			Logger:    s.Logger,
 		},
-		Processors: stages.ProcessorConfig[T]{
+		Processors: core.ProcessorConfig[T]{
 			Concurrency: s.Processors.Concurrency,
 			MaxDemand:   s.Processors.MaxDemand,
 			MinDemand:   s.Processors.MinDemand,
@@ -51,7 +52,7 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 	}
 	for _, name := range sortedNames(s.Batchers) {
 		b := s.Batchers[name]
-		cfg.Batchers = append(cfg.Batchers, stages.BatcherConfig[T]{
+		cfg.Batchers = append(cfg.Batchers, core.BatcherConfig[T]{
 			Name:         name,
 			BatchSize:    b.BatchSize,
 			SizeFunc:     b.SizeFunc,
@@ -62,7 +63,7 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 			Retry:        b.Retry,
 		})
 	}
-	e, err := stages.NewEngine(cfg)
+	e, err := core.NewEngine(cfg)
 	if err != nil {
 		return nil, err
 	}

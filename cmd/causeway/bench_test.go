@@ -11,8 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 )
 
 // BenchmarkEndToEnd streams b.N tweets from a fake X API, as fast as it

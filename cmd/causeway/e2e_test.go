@@ -19,10 +19,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
-	"github.com/causeway-go/causeway/internal/pgtest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
+	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 )
 
 // corpus is the recorded stream the end-to-end tests replay.

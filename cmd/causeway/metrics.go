@@ -13,8 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/causeway-go/causeway/cmd/internal/promstats"
 	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/promstats"
 	"github.com/causeway-go/causeway/stages"
 )
 

@@ -12,9 +12,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
 	"github.com/causeway-go/causeway/producers/kafka"
 	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 	"github.com/causeway-go/causeway/topology"
 )
 

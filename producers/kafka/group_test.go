@@ -13,11 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
-	"github.com/causeway-go/causeway/internal/pgtest"
 	"github.com/causeway-go/causeway/producers/kafka"
 	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 	pgsink "github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
 )

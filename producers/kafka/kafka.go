@@ -32,8 +32,8 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/causeway-go/causeway/internal/kafkalog"
 	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka/kafkalog"
 )
 
 // Config configures a Consumer producing messages of type T.

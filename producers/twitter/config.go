@@ -14,7 +14,7 @@ import (
 const (
 	DefaultURL           = "https://api.twitter.com"
 	DefaultStallTimeout  = 90 * time.Second
-	DefaultMaxLineSize   = 1 << 20
+	DefaultMaxLineSize   = 1 << 20 // bytes of a stream line, CRLF not counted
 	DefaultDedupWindow   = 100_000
 	DefaultBackoffReset  = 30 * time.Second
 	DefaultDialTimeout   = 10 * time.Second
@@ -90,15 +90,40 @@ type Config struct {
 	PlaceFields []string
 	PollFields  []string
 	// BackfillMinutes (0–5) asks the server to replay what was missed while
-	// disconnected, on reconnects only. Duplicates are expected and
-	// de-duplicated.
+	// disconnected: on every reconnect, and on the first connection of Run
+	// when ResumeFrom is set. Duplicates are expected and de-duplicated.
 	BackfillMinutes int
+	// ResumeFrom, when set, is when the previous run last stored a tweet:
+	// a time before which every tweet it received is stored (a low
+	// watermark: the ReceivedAt of the last tweet stored in stream order,
+	// kept with a StateFile, which says more). Until the first connection is established, each attempt
+	// then asks for backfill of ceil(minutes since ResumeFrom), at least 1
+	// and at most BackfillMinutes, so a restart loses nothing within that
+	// reach; a longer gap is logged with the span that cannot be recovered.
+	// The backfill reaches back whole minutes, so it replays tweets stored
+	// already: StoredIDs drops them here, or the sinks must be idempotent by
+	// tweet id (the Postgres sink's ON CONFLICT DO NOTHING is; a Kafka topic
+	// keeps the duplicate). Zero: a fresh start, no backfill on the first
+	// connection.
+	ResumeFrom time.Time
+	// StoredIDs are the ids of tweets already stored (those received since
+	// shortly before ResumeFrom, read back from the sink): they seed the
+	// de-duplication window, which grows by their number, so that their
+	// replay is dropped and counted in Stats.Deduplicated instead of
+	// stored twice. They need de-duplication on (DedupWindow >= 0).
+	StoredIDs []string
 
 	// StallTimeout: no byte at all (not even a keep-alive) for this long
 	// reconnects. Default 90 s.
 	StallTimeout time.Duration
-	// MaxLineSize is the longest line accepted; longer ones are counted,
-	// logged and skipped. Default 1 MiB.
+	// MaxLineSize is the longest line accepted, in bytes without its CRLF;
+	// longer ones are counted (Stats.Oversized, within Stats.Malformed),
+	// logged with their stream offset and skipped. Default
+	// DefaultMaxLineSize (1 MiB). A line holds the tweet's Raw bytes, so a
+	// sink that must take every tweet whole (a Kafka producer's maximum
+	// message size, the broker's message.max.bytes) needs a limit of at
+	// least this much plus its own record overhead; or set this to the
+	// sink's limit so an over-size tweet is counted here.
 	MaxLineSize int
 	// DedupWindow is how many recent tweet ids are remembered to drop
 	// duplicates. Default 100,000; negative disables de-duplication.
@@ -226,6 +251,9 @@ func (c Config) Validate() error {
 	}
 	if c.BackoffReset < 0 {
 		bad("BackoffReset", "must be > 0, got %v", c.BackoffReset)
+	}
+	if len(c.StoredIDs) > 0 && c.DedupWindow < 0 {
+		bad("StoredIDs", "need de-duplication, and DedupWindow %d disables it", c.DedupWindow)
 	}
 	if c.DialTimeout < 0 {
 		bad("DialTimeout", "must be > 0, got %v", c.DialTimeout)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -68,6 +69,7 @@ type ConnectEvent struct {
 	URL      string // the stream URL, query included (never the token)
 	Proto    string // "HTTP/2.0"
 	Backfill int    // backfill_minutes asked for
+	Resume   bool   // the first connection of a Run resuming from Config.ResumeFrom
 	Attempt  int64  // connections established so far, this one included
 }
 
@@ -105,6 +107,47 @@ func (s ConnState) String() string {
 // ErrUnauthorized is wrapped by the error Run returns when the server
 // rejects the bearer token (HTTP 401 or 403). It is never retried.
 var ErrUnauthorized = errors.New("twitter: bearer token rejected")
+
+// Kinds of PermanentError, for errors.Is.
+var (
+	// ErrNotHTTP2: the server does not speak HTTP/2 (no ALPN h2 over TLS,
+	// an HTTP/1 answer to the cleartext HTTP/2 preface, or a response over
+	// HTTP/1.x).
+	ErrNotHTTP2 = errors.New("the server does not speak HTTP/2")
+	// ErrCertificate: the server's TLS certificate does not verify
+	// (unknown authority, wrong host name, expired).
+	ErrCertificate = errors.New("the server's TLS certificate does not verify")
+	// ErrNotJSON: the stream answered 200 with a Content-Type that is not
+	// JSON (an HTML page from a proxy or a captive portal, say).
+	ErrNotJSON = errors.New("the stream is not JSON")
+)
+
+// PermanentError is returned by Run when connecting failed in a way no
+// retry can mend: the server at URL is not an X API stream, or cannot be
+// trusted. Like a rejected token (ErrUnauthorized), it is never retried.
+// errors.Is(err, Kind) holds, and errors.Is or errors.As reach Err.
+type PermanentError struct {
+	URL  string // the stream endpoint, without its query
+	Kind error  // ErrNotHTTP2, ErrCertificate or ErrNotJSON
+	Err  error  // what was seen
+}
+
+// Error returns one line: the endpoint, the kind and the cause.
+func (e *PermanentError) Error() string {
+	msg := fmt.Sprintf("twitter: %s: %v", e.URL, e.Kind)
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return strings.Join(strings.Fields(msg), " ")
+}
+
+// Unwrap returns Kind and Err.
+func (e *PermanentError) Unwrap() []error {
+	if e.Err == nil {
+		return []error{e.Kind}
+	}
+	return []error{e.Kind, e.Err}
+}
 
 // HTTPError is an HTTP error answer from the API, with the fields of its
 // problem body.

@@ -100,12 +100,12 @@ func (s *Stream) syncOnce(ctx context.Context) (RulesPlan, error) {
 // (dry_run=true) and changes nothing. The plan is logged and returned.
 func (s *Stream) SyncRules(ctx context.Context) (RulesPlan, error) {
 	plan := RulesPlan{DryRun: s.cfg.RulesDryRun}
-	tr := s.transport()
+	tr, note := s.transport()
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr}
 	current, err := s.rules(ctx, client)
 	if err != nil {
-		return plan, err
+		return plan, s.orPermanent(note, rulesPath, err)
 	}
 	want := map[Rule]bool{}
 	for _, r := range s.cfg.Rules {
@@ -165,8 +165,10 @@ func (s *Stream) SyncRules(ctx context.Context) (RulesPlan, error) {
 	return plan, nil
 }
 
+const rulesPath = "/2/tweets/search/stream/rules"
+
 func (s *Stream) rulesURL(dryRun bool) string {
-	u := s.base.String() + "/2/tweets/search/stream/rules"
+	u := s.base.String() + rulesPath
 	if dryRun {
 		u += "?dry_run=true"
 	}
@@ -175,9 +177,10 @@ func (s *Stream) rulesURL(dryRun bool) string {
 
 // Rules returns the server's current filtered-stream rules.
 func (s *Stream) Rules(ctx context.Context) ([]ServerRule, error) {
-	tr := s.transport()
+	tr, note := s.transport()
 	defer tr.CloseIdleConnections()
-	return s.rules(ctx, &http.Client{Transport: tr})
+	rules, err := s.rules(ctx, &http.Client{Transport: tr})
+	return rules, s.orPermanent(note, rulesPath, err)
 }
 
 func (s *Stream) rules(ctx context.Context, client *http.Client) ([]ServerRule, error) {

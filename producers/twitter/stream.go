@@ -9,20 +9,21 @@
 // follows the API's reconnect guidance: immediate after a healthy connection
 // is lost, linear back-off for network errors, exponential for HTTP errors,
 // longer exponential for 429 (never before x-rate-limit-reset), and a stop
-// with ErrUnauthorized when the token is rejected. A stall timeout catches
-// silent connections; a bounded window drops duplicate tweet ids.
+// with ErrUnauthorized when the token is rejected, or with a PermanentError
+// when the server does not speak HTTP/2, its certificate does not verify or
+// its stream is not JSON. A stall timeout catches silent connections; a
+// bounded window drops duplicate tweet ids. A restarted program passes the
+// time of the last tweet it stored (Config.ResumeFrom, kept in a StateFile)
+// and the first connection asks for backfill from then.
 package twitter
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -32,7 +33,9 @@ import (
 	"time"
 
 	"github.com/causeway-go/causeway/stages"
-	"golang.org/x/net/http2"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // Stream is a stages.Producer[Tweet] for an X API v2 stream. Run may be
@@ -62,19 +65,7 @@ type clock struct {
 
 var realClock = clock{now: time.Now, sleep: sleepCtx}
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d, nil) }
 
 // NewStream returns a Stream for cfg. A bad cfg is reported by Run (and by
 // cfg.Validate, to check it earlier).
@@ -83,10 +74,20 @@ func NewStream(cfg Config) *Stream {
 	s := &Stream{cfg: cfg, log: cfg.Logger.With("producer", "twitter"), clk: realClock}
 	s.base, _ = url.Parse(strings.TrimRight(cfg.URL, "/"))
 	if cfg.DedupWindow > 0 {
-		s.dedup = newDedup(cfg.DedupWindow)
+		s.dedup = newDedup(cfg.DedupWindow + len(cfg.StoredIDs))
+		for _, id := range cfg.StoredIDs {
+			s.dedup.seen(id)
+		}
 	}
 	return s
 }
+
+// MaxLineSize returns the longest stream line the stream accepts, in bytes
+// without its CRLF (Config.MaxLineSize or its default): a tweet's Raw is
+// never longer, so a sink that stores Raw whole can size its own limit
+// (a Kafka producer's maximum message bytes, the broker's
+// message.max.bytes) from it, plus its record overhead.
+func (s *Stream) MaxLineSize() int { return s.cfg.MaxLineSize }
 
 // ErrBlockingBuffer is returned by Run when the producer stage's Keep policy
 // is Block: the X stream cannot be slowed, so its buffer must drop
@@ -94,8 +95,9 @@ func NewStream(cfg Config) *Stream {
 var ErrBlockingBuffer = errors.New("twitter: the producer stage uses Keep: Block, but an X stream cannot be slowed; use KeepLast or KeepFirst")
 
 // Run streams tweets into out until ctx ends or the topology stops taking
-// them (it returns nil then), or until the token is rejected or the rules
-// cannot be synced (it returns that error, which stops the topology). With
+// them (it returns nil then), or until the token is rejected, the server
+// fails permanently (a *PermanentError) or the rules cannot be synced (it
+// returns that error, which stops the topology). With
 // Config.RulesDryRun it syncs nothing, logs the plan and returns nil.
 func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 	if err := s.cfg.Validate(); err != nil {
@@ -120,17 +122,26 @@ func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 		}
 	}
 	var bo backoffs
-	established := false
+	established, resumeLogged := false, false
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		backfill := 0
-		if established {
+		resume := false
+		switch {
+		case established:
 			backfill = s.cfg.BackfillMinutes
+		case !s.cfg.ResumeFrom.IsZero():
+			resume = true
+			backfill = resumeBackfill(s.clk.now().Sub(s.cfg.ResumeFrom), s.cfg.BackfillMinutes)
+			if !resumeLogged {
+				resumeLogged = true
+				s.logResume(backfill)
+			}
 		}
 		s.state.Store(int32(StateConnecting))
-		r := s.stream(ctx, out, backfill)
+		r := s.stream(ctx, out, backfill, resume)
 		established = established || r.connected > 0 || r.status == http.StatusOK
 		switch {
 		case r.closed:
@@ -156,6 +167,35 @@ func (s *Stream) Run(ctx context.Context, out *stages.Emitter[Tweet]) error {
 	}
 }
 
+// resumeBackfill returns the backfill minutes that reach back over a gap
+// since the last stored tweet: whole minutes rounded up, at least one
+// (the clocks may disagree), at most limit (0 when backfill is off).
+func resumeBackfill(gap time.Duration, limit int) int {
+	if limit <= 0 {
+		return 0
+	}
+	m := max((gap+time.Minute-1)/time.Minute, 1)
+	return int(min(m, time.Duration(limit)))
+}
+
+// logResume tells what a resumed start recovers, and what it cannot.
+func (s *Stream) logResume(backfill int) {
+	from := s.cfg.ResumeFrom
+	now := s.clk.now()
+	gap := now.Sub(from)
+	switch reach := time.Duration(backfill) * time.Minute; {
+	case backfill == 0:
+		s.log.Warn("twitter: resuming without backfill (BackfillMinutes is 0): tweets since the last stored one are not asked for",
+			"resume_from", from, "gap", gap)
+	case gap > reach:
+		s.log.Warn("twitter: resuming after a gap longer than the backfill reaches: tweets in between are lost",
+			"resume_from", from, "gap", gap, "backfill_minutes", backfill, "lost_from", from, "lost_until", now.Add(-reach))
+	default:
+		s.log.Info("twitter: resuming with backfill", "resume_from", from, "gap", gap, "backfill_minutes", backfill,
+			"stored_ids", len(s.cfg.StoredIDs))
+	}
+}
+
 // result is how one connection attempt ended.
 type result struct {
 	reason    Reason
@@ -165,17 +205,13 @@ type result struct {
 	connected time.Duration // how long the stream was up (0: never)
 	gotData   bool          // the stream delivered at least one byte
 	closed    bool          // the topology stopped taking input
-	fatal     error         // stop: token rejected
+	fatal     error         // stop: token rejected, or a PermanentError
 }
 
 // streamURL returns the stream endpoint with its query.
 func (s *Stream) streamURL(backfill int) string {
 	u := *s.base
-	if s.cfg.Sample {
-		u.Path += "/2/tweets/sample/stream"
-	} else {
-		u.Path += "/2/tweets/search/stream"
-	}
+	u.Path += s.streamPath()
 	q := url.Values{}
 	for _, f := range []struct {
 		name string
@@ -195,40 +231,16 @@ func (s *Stream) streamURL(backfill int) string {
 	return u.String()
 }
 
-// transport returns a fresh HTTP/2-only transport: TLS with ALPN h2 for
-// https, cleartext HTTP/2 with prior knowledge for http. Each stream
-// connection gets its own, so a reconnect never reuses a dead connection.
-func (s *Stream) transport() *http2.Transport {
-	h2c := s.base.Scheme == "http"
-	var tlsCfg *tls.Config
-	if s.cfg.TLSConfig != nil {
-		tlsCfg = s.cfg.TLSConfig.Clone()
+// streamPath is the stream endpoint's path.
+func (s *Stream) streamPath() string {
+	if s.cfg.Sample {
+		return "/2/tweets/sample/stream"
 	}
-	timeout := s.cfg.DialTimeout
-	return &http2.Transport{
-		AllowHTTP:       h2c,
-		TLSClientConfig: tlsCfg,
-		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-			d := &net.Dialer{Timeout: timeout}
-			if h2c {
-				return d.DialContext(ctx, network, addr)
-			}
-			td := &tls.Dialer{NetDialer: d, Config: cfg}
-			c, err := td.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			if p := c.(*tls.Conn).ConnectionState().NegotiatedProtocol; p != http2.NextProtoTLS {
-				c.Close()
-				return nil, fmt.Errorf("twitter: server at %s did not negotiate HTTP/2 (ALPN %q)", addr, p)
-			}
-			return c, nil
-		},
-	}
+	return "/2/tweets/search/stream"
 }
 
 // stream makes one connection and reads it until it ends.
-func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfill int) (r result) {
+func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfill int, resume bool) (r result) {
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s.c.attempts.Add(1)
@@ -242,10 +254,13 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		return result{fatal: fmt.Errorf("twitter: stream request: %w", err)}
 	}
 	s.authorize(req)
-	tr := s.transport()
+	tr, note := s.transport()
 	defer tr.CloseIdleConnections()
 	resp, err := tr.RoundTrip(req)
 	if err != nil {
+		if kind, cause := note.permanent(); kind != nil {
+			return result{fatal: s.permanentError(kind, cause)}
+		}
 		if wd.fired.Load() {
 			return result{reason: ReasonStall, err: fmt.Errorf("twitter: no answer within the stall timeout %v", s.cfg.StallTimeout)}
 		}
@@ -256,15 +271,18 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		return s.httpFailure(resp)
 	}
 	if resp.ProtoMajor != 2 {
-		return result{fatal: fmt.Errorf("twitter: stream answered over %s, want HTTP/2", resp.Proto)}
+		return result{fatal: s.permanentError(ErrNotHTTP2, fmt.Errorf("it answered over %s", resp.Proto))}
+	}
+	if ct := resp.Header.Get("Content-Type"); !jsonContentType(ct) {
+		return result{fatal: s.permanentError(ErrNotJSON, fmt.Errorf("it answered 200 with Content-Type %q", cut(ct, 80)))}
 	}
 	wd.kick()
 	start := s.clk.now()
 	n := s.c.connects.Add(1)
 	s.state.Store(int32(StateConnected))
-	s.log.Info("twitter: stream connected", "url", streamURL, "proto", resp.Proto, "backfill_minutes", backfill)
+	s.log.Info("twitter: stream connected", "url", streamURL, "proto", resp.Proto, "backfill_minutes", backfill, "resume", resume)
 	if s.cfg.OnConnect != nil {
-		s.cfg.OnConnect(ConnectEvent{URL: streamURL, Proto: resp.Proto, Backfill: backfill, Attempt: n})
+		s.cfg.OnConnect(ConnectEvent{URL: streamURL, Proto: resp.Proto, Backfill: backfill, Resume: resume, Attempt: n})
 	}
 	r = s.read(connCtx, out, resp.Body, wd)
 	r.status = http.StatusOK
@@ -273,6 +291,37 @@ func (s *Stream) stream(ctx context.Context, out *stages.Emitter[Tweet], backfil
 		r.err = fmt.Errorf("twitter: no byte for %v", s.cfg.StallTimeout)
 	}
 	return r
+}
+
+// permanentError returns the error that stops Run for a failure no retry
+// can mend: one line naming the endpoint and the cause.
+func (s *Stream) permanentError(kind, cause error) *PermanentError {
+	return s.permanentAt(s.streamPath(), kind, cause)
+}
+
+func (s *Stream) permanentAt(path string, kind, cause error) *PermanentError {
+	u := *s.base
+	u.Path += path
+	return &PermanentError{URL: u.String(), Kind: kind, Err: s.redact(cause)}
+}
+
+// orPermanent returns err, or the permanent failure behind it that the
+// transport's dials noted.
+func (s *Stream) orPermanent(note *dialNote, path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if kind, cause := note.permanent(); kind != nil {
+		return s.permanentAt(path, kind, cause)
+	}
+	return err
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
 }
 
 func (s *Stream) authorize(req *http.Request) {
@@ -346,14 +395,16 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 	var (
 		line       Line
 		msgs       []stages.Message[Tweet]
-		malLog     = rateLog{every: time.Second}
-		errLog     = rateLog{every: time.Second}
+		malLog     = ratelog.Limiter{Every: time.Second}
+		errLog     = ratelog.Limiter{Every: time.Second}
 		disconnect *Problem
 		gotData    bool
 	)
 	for {
 		n, rerr := lr.fill()
+		var now time.Time
 		if n > 0 {
+			now = s.clk.now()
 			wd.kick()
 			gotData = true
 			s.c.bytes.Add(int64(n))
@@ -367,7 +418,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
 				s.c.oversized.Add(1)
-				malLog.do(func(skipped int) {
+				malLog.Do(func(skipped int64) {
 					s.log.Warn("twitter: line over the size limit skipped", "offset", off, "size_seen", size,
 						"limit", s.cfg.MaxLineSize, "also_skipped", skipped)
 				})
@@ -376,7 +427,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 			if err := Decode(raw, &line); err != nil {
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
-				malLog.do(func(skipped int) {
+				malLog.Do(func(skipped int64) {
 					s.log.Warn("twitter: malformed line skipped", "offset", off, "err", err,
 						"line", quoteCut(raw, 120), "also_skipped", skipped)
 				})
@@ -392,6 +443,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 					s.c.deduplicated.Add(1)
 					continue
 				}
+				line.Tweet.ReceivedAt = now
 				msgs = append(msgs, stages.Message[Tweet]{Data: line.Tweet})
 			case KindError:
 				s.c.received.Add(1)
@@ -404,7 +456,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 							"detail", p.Detail, "type", p.Type, "offset", off)
 						continue
 					}
-					errLog.do(func(skipped int) {
+					errLog.Do(func(skipped int64) {
 						s.log.Warn("twitter: in-stream error", "title", p.Title, "detail", p.Detail, "type", p.Type,
 							"offset", off, "also_skipped", skipped)
 					})
@@ -454,24 +506,6 @@ func quoteCut(b []byte, n int) string {
 	return strconv.Quote(string(b))
 }
 
-// rateLog lets one log line through per interval and counts the rest.
-type rateLog struct {
-	every   time.Duration
-	last    time.Time
-	skipped int
-}
-
-func (l *rateLog) do(f func(skipped int)) {
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.skipped++
-		return
-	}
-	l.last = now
-	f(l.skipped)
-	l.skipped = 0
-}
-
 // watchdog cancels a connection when no byte arrived for its timeout.
 type watchdog struct {
 	t     *time.Timer
@@ -519,64 +553,18 @@ func (b *backoffs) next(cfg *Config, r result, now time.Time) ReconnectEvent {
 	case ReasonNetwork:
 		b.network++
 		ev.Class, ev.Attempt = ClassLinear, b.network
-		ev.Backoff = min(cfg.NetworkBackoff.Initial*time.Duration(b.network), cfg.NetworkBackoff.Max)
+		ev.Backoff = backoff.Linear(cfg.NetworkBackoff.Initial, cfg.NetworkBackoff.Max, b.network)
 	case ReasonRateLimited, ReasonTooManyConnections:
 		b.rate++
 		ev.Class, ev.Attempt = ClassRateLimit, b.rate
-		ev.Backoff = exponential(cfg.RateLimitBackoff, b.rate)
+		ev.Backoff = backoff.Exponential(cfg.RateLimitBackoff.Initial, cfg.RateLimitBackoff.Max, b.rate)
 		if wait := r.resetAt.Sub(now); !r.resetAt.IsZero() && wait > ev.Backoff {
 			ev.Backoff = wait
 		}
 	default:
 		b.http++
 		ev.Class, ev.Attempt = ClassExponential, b.http
-		ev.Backoff = exponential(cfg.HTTPBackoff, b.http)
+		ev.Backoff = backoff.Exponential(cfg.HTTPBackoff.Initial, cfg.HTTPBackoff.Max, b.http)
 	}
 	return ev
-}
-
-func exponential(b Backoff, attempt int) time.Duration {
-	d := b.Initial
-	for i := 1; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	return min(d, b.Max)
-}
-
-// dedup remembers the last n tweet ids.
-type dedup struct {
-	mu   sync.Mutex
-	set  map[uint64]struct{}
-	ring []uint64
-	next int
-	full bool
-}
-
-var dedupSeed = maphash.MakeSeed()
-
-func newDedup(n int) *dedup {
-	return &dedup{set: make(map[uint64]struct{}, n), ring: make([]uint64, n)}
-}
-
-// seen reports whether id is in the window, and adds it if not.
-func (d *dedup) seen(id string) bool {
-	k, err := strconv.ParseUint(id, 10, 64)
-	if err != nil {
-		k = maphash.String(dedupSeed, id)
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if _, ok := d.set[k]; ok {
-		return true
-	}
-	if d.full {
-		delete(d.set, d.ring[d.next])
-	}
-	d.ring[d.next] = k
-	d.set[k] = struct{}{}
-	d.next++
-	if d.next == len(d.ring) {
-		d.next, d.full = 0, true
-	}
-	return false
 }

@@ -3,6 +3,7 @@ package twitter
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/causeway-go/causeway/internal/core"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topology"
@@ -125,9 +127,9 @@ func newStream(srv *twittertest.Server, p *probe, cfg Config) *Stream {
 
 // runBare runs s into a plain producer-stage buffer (no processors) until
 // stop is called or the test ends; stop returns Run's error.
-func runBare(t testing.TB, s *Stream) (stop func() error, buf *stages.Buffer[Tweet]) {
+func runBare(t testing.TB, s *Stream) (stop func() error, buf *core.Buffer[Tweet]) {
 	t.Helper()
-	buf = stages.NewBuffer(stages.BufferConfig[Tweet]{Size: 1 << 20, Consumers: 1})
+	buf = core.NewBuffer(core.BufferConfig[Tweet]{Size: 1 << 20, Consumers: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, buf.NewEmitter()) }()
@@ -278,7 +280,8 @@ func TestTransportIsHTTP2Only(t *testing.T) {
 		srv := newServer(t, twittertest.Config{H2C: h2c}, [][]byte{})
 		s := NewStream(Config{URL: srv.URL(), Token: srv.Token(), TLSConfig: srv.TLSConfig(), Logger: quiet})
 		req, _ := http.NewRequest(http.MethodGet, srv.URL()+"/", nil)
-		resp, err := s.transport().RoundTrip(req)
+		h2, _ := s.transport()
+		resp, err := h2.RoundTrip(req)
 		if err != nil {
 			t.Fatalf("h2c %v: %v", h2c, err)
 		}
@@ -322,7 +325,7 @@ func TestRulesSync(t *testing.T) {
 	if len(srv.Rules()) != 3 {
 		t.Fatalf("dry run changed the rules: %+v", srv.Rules())
 	}
-	buf := stages.NewBuffer(stages.BufferConfig[Tweet]{Size: 10, Consumers: 1})
+	buf := core.NewBuffer(core.BufferConfig[Tweet]{Size: 10, Consumers: 1})
 	if err := dry.Run(context.Background(), buf.NewEmitter()); err != nil || srv.Stats().Connections != 0 {
 		t.Fatalf("dry-run Run: %v, %d stream connections", err, srv.Stats().Connections)
 	}
@@ -601,7 +604,7 @@ func TestStallReconnects(t *testing.T) {
 		t.Parallel()
 		srv := newServer(t, twittertest.Config{H2C: true, Faults: twittertest.Faults{Stall: true, StallAfterTweets: 3}}, recordedLines(t)[:100])
 		p := newProbe()
-		s := newStream(srv, p, Config{Sample: true, StallTimeout: 150 * time.Millisecond, BackoffReset: time.Nanosecond})
+		s := newStream(srv, p, Config{Sample: true, StallTimeout: 500 * time.Millisecond, BackoffReset: time.Nanosecond})
 		runBare(t, s)
 		p.waitFor(t, "two stalls", func(rs []ReconnectEvent, _ []ConnectEvent) bool { return len(rs) >= 2 })
 		rs, cs := p.events()
@@ -609,7 +612,7 @@ func TestStallReconnects(t *testing.T) {
 			if ev.Reason != ReasonStall || ev.Class != ClassImmediate || ev.Backoff != 0 {
 				t.Errorf("reconnect %d: %+v, want an immediate stall reconnect", i, ev)
 			}
-			if ev.Connected < 150*time.Millisecond {
+			if ev.Connected < 500*time.Millisecond {
 				t.Errorf("reconnect %d: gave up after %v, before the stall timeout", i, ev.Connected)
 			}
 		}
@@ -624,10 +627,16 @@ func TestStallReconnects(t *testing.T) {
 		t.Parallel()
 		srv := newServer(t, twittertest.Config{H2C: true, KeepAlive: 10 * time.Millisecond}, [][]byte{})
 		p := newProbe()
-		s := newStream(srv, p, Config{Sample: true, StallTimeout: 400 * time.Millisecond})
+		// The stall timeout is 100 keep-alive intervals: a loaded machine
+		// (the race detector, shared cores) may hold the fake's writes back
+		// by hundreds of milliseconds without it being a stall.
+		s := newStream(srv, p, Config{Sample: true, StallTimeout: time.Second})
+		start := time.Now()
 		cancel, _ := runBare(t, s)
-		// 100 keep-alives is a second: more than two stall timeouts.
-		waitUntil(t, "100 keep-alives", func() bool { return s.Stats().KeepAlives >= 100 })
+		// Held for more than two stall timeouts, by 100 keep-alives or more.
+		waitUntil(t, "2.5 s and 100 keep-alives", func() bool {
+			return time.Since(start) > 2500*time.Millisecond && s.Stats().KeepAlives >= 100
+		})
 		cancel()
 		rs, cs := p.events()
 		if st := s.Stats(); st.KeepAlives < 100 || len(rs) != 0 || len(cs) != 1 {
@@ -798,5 +807,58 @@ func TestStreamRefusesBlockingBuffer(t *testing.T) {
 	}
 	if err := top.Run(context.Background()); !errors.Is(err, ErrBlockingBuffer) {
 		t.Fatalf("Run = %v, want ErrBlockingBuffer", err)
+	}
+}
+
+// TestOversizedLineLoggedWithOffset checks that a line over MaxLineSize is
+// skipped, counted and logged with its stream offset and the limit, and
+// that MaxLineSize reports the limit in force (or the default).
+func TestOversizedLineLoggedWithOffset(t *testing.T) {
+	if got := NewStream(Config{Token: "x"}).MaxLineSize(); got != DefaultMaxLineSize || DefaultMaxLineSize != 1<<20 {
+		t.Errorf("default MaxLineSize %d (DefaultMaxLineSize %d), want 1 MiB", got, DefaultMaxLineSize)
+	}
+	const limit, size = 64 << 10, 70_000 // a recorded tweet is 51,147 bytes
+	lines := recordedLines(t)[:20]
+	srv := newServer(t, twittertest.Config{H2C: true, Record: true, KeepAlive: -1,
+		Faults: twittertest.Faults{OversizedEvery: 10, OversizedSize: size}}, lines)
+	var logs lockedBuffer
+	s := newStream(srv, newProbe(), Config{Sample: true, MaxLineSize: limit,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if s.MaxLineSize() != limit {
+		t.Errorf("MaxLineSize() = %d, want %d", s.MaxLineSize(), limit)
+	}
+	_, buf := runBare(t, s)
+	<-srv.Done()
+	waitUntil(t, "every line read", func() bool { return s.Stats().Received >= 22 })
+	st := s.Stats()
+	if st.Emitted != 20 || st.Oversized != 2 || st.Malformed != 2 {
+		t.Fatalf("emitted %d, oversized %d, malformed %d; want 20, 2, 2", st.Emitted, st.Oversized, st.Malformed)
+	}
+	if err := st.Check(); err != nil {
+		t.Error(err)
+	}
+	// The body is 10 tweets, an oversized line, 10 tweets, another.
+	var off int64
+	for _, raw := range srv.Served()[:10] {
+		off += int64(len(raw)) + 2
+	}
+	var rec struct {
+		Msg    string
+		Offset int64
+		Limit  int
+	}
+	for l := range strings.Lines(logs.String()) {
+		if strings.Contains(l, "over the size limit") {
+			if err := json.Unmarshal([]byte(l), &rec); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if rec.Offset != off || rec.Limit != limit {
+		t.Errorf("logged %+v, want the oversized line's offset %d and limit %d; logs:\n%s", rec, off, limit, logs.String())
+	}
+	if bs := buf.Stats(); bs.Emitted != 20 {
+		t.Errorf("buffer got %d tweets, want 20", bs.Emitted)
 	}
 }

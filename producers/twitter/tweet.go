@@ -24,6 +24,10 @@ type Tweet struct {
 	// Users are the expanded users of includes.users (the author first when
 	// the author_id expansion was requested).
 	Users []User
+	// ReceivedAt is when the stream read the tweet's line (local clock):
+	// what a program stores as its resume point (Config.ResumeFrom,
+	// StateFile).
+	ReceivedAt time.Time
 	// Raw is the stream line, without its CRLF. Treat it as read-only: the
 	// decoder gives the tweet one copy of its line, and the string fields
 	// without escapes share its memory.

@@ -7,13 +7,13 @@ import (
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
-	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
+	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
 // BenchmarkKafkaBatcher measures records/s of ~400-byte tweets into kfake

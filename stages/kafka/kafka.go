@@ -20,9 +20,9 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/causeway-go/causeway/internal/kafkalog"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka/kafkalog"
 )
 
 // Config configures a Sink producing messages of type T.

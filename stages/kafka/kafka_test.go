@@ -17,13 +17,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/causeway-go/causeway/internal/kafkatest"
-	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
+	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

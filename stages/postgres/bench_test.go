@@ -7,13 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/causeway-go/causeway/internal/pgtest"
-	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
+	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
 // BenchmarkPostgresBatcher measures rows/s of tweets into a fresh tweets

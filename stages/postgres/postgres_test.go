@@ -20,13 +20,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/causeway-go/causeway/internal/pgtest"
-	"github.com/causeway-go/causeway/internal/sinktest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
+	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/causeway-go/causeway/internal/pgtest"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 	"github.com/causeway-go/causeway/topology"
 	"github.com/causeway-go/causeway/topology/topologytest"
 )

@@ -19,11 +19,15 @@ const MaxRuleLength = 512
 //	                  no spaces in their script, a substring of the text)
 //	"exact phrase"    a substring of the text, case-insensitive
 //	#hashtag @user    a hashtag or mention entity, case-insensitive
-//	from:user         the author's username (or id)
+//	from:user         the author's username (or id); from:@user too
 //	lang:xx           the tweet's language
 //	has:hashtags|mentions|links|media
 //	is:retweet|reply|quote
 //	a b               both (AND); a OR b either; -a not a; ( ) groups
+//
+// Operators need a valid value, as the API's rule validation demands: an
+// empty one (from:@, lang:, a lone # or @) or one with characters no
+// username, hashtag or language code has is rejected.
 type Rule struct {
 	root node
 }
@@ -236,6 +240,71 @@ var operators = map[string]map[string]bool{
 	"is":  {"retweet": true, "reply": true, "quote": true},
 }
 
+// validValue checks an operator's value (lowercased, not empty).
+var validValue = map[string]func(string) bool{
+	"from": func(v string) bool { return username(v) || userID(v) },
+	"lang": langCode,
+	"has":  func(string) bool { return true }, // checked against operators
+	"is":   func(string) bool { return true },
+}
+
+// username reports whether s can be an X username: letters, digits or
+// underscores (ASCII).
+func username(s string) bool {
+	if len(s) == 0 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// userID reports whether s is a numeric user id.
+func userID(s string) bool {
+	if len(s) == 0 || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// hashtag reports whether s can be a hashtag's text: letters, digits,
+// marks and underscores.
+func hashtag(s string) bool {
+	for _, r := range s {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) && r != '_' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// langCode reports whether s looks like a BCP 47 language code as the API
+// uses them: two or three letters ("en", "und"), optionally a region
+// ("zh-tw").
+func langCode(s string) bool {
+	base, region, hasRegion := strings.Cut(s, "-")
+	letters := func(x string, lo, hi int) bool {
+		if len(x) < lo || len(x) > hi {
+			return false
+		}
+		for i := 0; i < len(x); i++ {
+			if x[i] < 'a' || x[i] > 'z' {
+				return false
+			}
+		}
+		return true
+	}
+	return letters(base, 2, 3) && (!hasRegion || letters(region, 2, 4))
+}
+
 func (p *ruleParser) lex(s string) error {
 	i := 0
 	for i < len(s) {
@@ -249,7 +318,12 @@ func (p *ruleParser) lex(s string) error {
 		case c == ')':
 			p.toks = append(p.toks, token{kind: tokClose, text: ")", pos: i})
 			i++
-		case c == '-' && i+1 < len(s) && s[i+1] != ' ':
+		case c == '-':
+			// A dash that starts a term negates it; alone it negates
+			// nothing (a dash inside a word, as in e-mail, is the word's).
+			if i+1 == len(s) || strings.IndexByte(" \t\n\r)", s[i+1]) >= 0 {
+				return fmt.Errorf("Negation must precede a term (at position %d)", i+1)
+			}
 			p.toks = append(p.toks, token{kind: tokNot, text: "-", pos: i})
 			i++
 		case c == '"':
@@ -279,7 +353,11 @@ func (p *ruleParser) lex(s string) error {
 				if len(w) == 1 {
 					return fmt.Errorf("Empty %q term (at position %d)", w, i+1)
 				}
-				t.op, t.text = w[:1], strings.ToLower(w[1:])
+				val := strings.ToLower(w[1:])
+				if w[0] == '@' && !username(val) || w[0] == '#' && !hashtag(val) {
+					return fmt.Errorf("Invalid %q term '%s' (at position %d)", w[:1], w, i+1)
+				}
+				t.op, t.text = w[:1], val
 			case strings.Contains(w, ":") && !strings.Contains(w, "://"):
 				k := strings.IndexByte(w, ':')
 				op, val := w[:k], strings.ToLower(w[k+1:])
@@ -287,10 +365,14 @@ func (p *ruleParser) lex(s string) error {
 				if !known {
 					return fmt.Errorf("Reference to invalid operator '%s' (at position %d)", op, i+1)
 				}
-				if val == "" || allowed != nil && !allowed[val] {
+				if op == "from" {
+					// from:@name is from:name; from:@ names no one.
+					val = strings.TrimPrefix(val, "@")
+				}
+				if val == "" || allowed != nil && !allowed[val] || !validValue[op](val) {
 					return fmt.Errorf("Reference to invalid field '%s' of operator '%s' (at position %d)", val, op, i+1)
 				}
-				t.op, t.text = op, strings.TrimPrefix(val, "@")
+				t.op, t.text = op, val
 			}
 			p.toks = append(p.toks, t)
 			i = j

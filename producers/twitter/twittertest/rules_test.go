@@ -1,9 +1,13 @@
 package twittertest
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
+
+var positionRE = regexp.MustCompile(`\(at position (\d+)\)`)
 
 func TestParseRuleAndMatch(t *testing.T) {
 	tw := &Tweet{
@@ -29,9 +33,14 @@ func TestParseRuleAndMatch(t *testing.T) {
 		{"from:alice", true},
 		{"from:ALICE", true},
 		{"from:42", true},
+		{"from:@Alice", true},
 		{"from:carol", false},
 		{"lang:en", true},
 		{"lang:ja", false},
+		{"lang:zh-tw OR lang:und", false},
+		{"#日本語 OR #über_2", false},
+		{"e-mail OR morning", true},
+		{"@bob_99 OR @bob", true},
 		{"has:links", true},
 		{"has:media", false},
 		{"has:hashtags has:mentions", true},
@@ -65,6 +74,10 @@ func TestParseRuleErrors(t *testing.T) {
 		{`"cat`, "Unterminated quoted phrase"},
 		{`""`, "Empty quoted phrase"},
 		{"-cat", "non-negation term"},
+		{"-", "Negation must precede a term (at position 1)"},
+		{"cat -", "Negation must precede a term (at position 5)"},
+		{"cat - dog", "Negation must precede a term (at position 5)"},
+		{"(cat -)", "Negation must precede a term (at position 6)"},
 		{"-cat -dog", "non-negation term"},
 		{"cat OR", "Ambiguous use of OR"},
 		{"OR cat", "Expected a term"},
@@ -73,6 +86,22 @@ func TestParseRuleErrors(t *testing.T) {
 		{"foo:bar", "invalid operator 'foo'"},
 		{"has:videos", "invalid field 'videos' of operator 'has'"},
 		{"lang:", "invalid field '' of operator 'lang'"},
+		{"from:@", "invalid field '' of operator 'from'"},
+		{"from:", "invalid field '' of operator 'from'"},
+		{"from:@@alice", "invalid field '@alice' of operator 'from'"},
+		{"from:alice:bob", "invalid field 'alice:bob' of operator 'from'"},
+		{"from:al-ice", "invalid field 'al-ice' of operator 'from'"},
+		{"cat -from:@", "invalid field '' of operator 'from'"},
+		{"lang:english", "invalid field 'english' of operator 'lang'"},
+		{"lang:e1", "invalid field 'e1' of operator 'lang'"},
+		{"has:", "invalid field '' of operator 'has'"},
+		{"is:", "invalid field '' of operator 'is'"},
+		{"@", `Empty "@" term`},
+		{"@@bob", `Invalid "@" term '@@bob'`},
+		{"@bob!", `Invalid "@" term '@bob!'`},
+		{"#@", `Invalid "#" term '#@'`},
+		{"##cats", `Invalid "#" term '##cats'`},
+		{"#cats!", `Invalid "#" term '#cats!'`},
 		{"# cat", `Empty "#" term`},
 		{"()", "Expected a term"},
 		{strings.Repeat("a", MaxRuleLength+1), "Rule is too long"},
@@ -88,8 +117,9 @@ func TestParseRuleErrors(t *testing.T) {
 }
 
 // FuzzParseRule checks the parser never panics, that an accepted rule has a
-// positive term and matches deterministically, and that its errors carry a
-// position or a reason. The seed corpus is in testdata/fuzz/FuzzParseRule.
+// positive term, matches deterministically and means the same in
+// parentheses, and that its errors carry a position within the rule or a
+// reason. The seed corpus is in testdata/fuzz/FuzzParseRule.
 func FuzzParseRule(f *testing.F) {
 	f.Add("(cat OR dog) -grumpy #pets lang:en")
 	tw := &Tweet{Text: "cat and dog #pets", Hashtags: []string{"pets"}, Lang: "en", Author: "a"}
@@ -102,7 +132,20 @@ func FuzzParseRule(f *testing.F) {
 			if r != nil || err.Error() == "" {
 				t.Fatalf("error %v with rule %v", err, r)
 			}
+			if m := positionRE.FindStringSubmatch(err.Error()); m != nil {
+				if p, _ := strconv.Atoi(m[1]); p < 1 || p > len(rule) {
+					t.Fatalf("%q: error %q points outside the rule", rule, err)
+				}
+			}
 			return
+		}
+		// A group of a valid rule is valid and means the same.
+		if g, err := ParseRule("(" + rule + ")"); err != nil {
+			if len(rule)+2 <= MaxRuleLength && !strings.Contains(err.Error(), "Too many nested groups") {
+				t.Fatalf("%q is valid, (%s) is not: %v", rule, rule, err)
+			}
+		} else if g.Match(tw) != r.Match(tw) || g.Match(empty) != r.Match(empty) {
+			t.Fatalf("(%s) does not match like %q", rule, rule)
 		}
 		if len(rule) > MaxRuleLength {
 			t.Fatalf("accepted a %d-byte rule", len(rule))

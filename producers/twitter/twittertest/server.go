@@ -13,7 +13,10 @@
 // The fake's timeline is shared by its connections: a new connection starts
 // where the last one left off (and backfill_minutes replays what was served
 // in the last minutes, duplicates included), and it does not move while no
-// client is connected.
+// client is connected; with Config.Live it moves with the clock, as the
+// API's does, and what no client was connected for is lost unless a
+// connection asks for backfill. backfill_minutes is honoured on any
+// connection, a client's first one included, as the API does.
 package twittertest
 
 import (
@@ -119,6 +122,14 @@ type Config struct {
 	// int64); otherwise the replay stops after the last line and
 	// connections get keep-alives only.
 	Loop bool
+	// Live, with a Rate, moves the timeline with the clock from NewServer
+	// on, whether a client is connected or not, as the API's does: a
+	// connection starts at the present, and what was published while no
+	// client was connected is served only by a backfill_minutes reaching
+	// back to it (at most BackfillLimit tweets). Without Live the timeline
+	// waits for its clients: a new connection starts where the last one
+	// left off.
+	Live bool
 	// KeepAlive is the idle time after which a bare CRLF is sent. Default
 	// 20s; negative disables keep-alives.
 	KeepAlive time.Duration
@@ -149,6 +160,9 @@ type Stats struct {
 	Rejected    map[int]int64
 	Tweets      int64 // tweet lines written and flushed, duplicates included
 	Published   int64 // timeline position: distinct tweets served so far
+	// Timeline is the timeline's position now: Published, or with
+	// Config.Live where the clock has moved it, served or not.
+	Timeline    int64
 	Bytes       int64
 	KeepAlives  int64
 	Malformed   int64
@@ -226,6 +240,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Rate < 0 {
 		return nil, fmt.Errorf("twittertest: Config.Rate must be >= 0, got %v", cfg.Rate)
+	}
+	if cfg.Live && cfg.Rate == 0 {
+		return nil, fmt.Errorf("twittertest: Config.Live needs a Rate > 0")
 	}
 	entries, err := prepare(cfg.Lines)
 	if err != nil {
@@ -353,6 +370,10 @@ func (s *Server) Stats() Stats {
 		st.Rejected[k] = v
 	}
 	s.mu.Unlock()
+	st.Timeline = st.Published
+	if s.cfg.Live {
+		st.Timeline = s.livePos(time.Now())
+	}
 	st.Connections = s.conns.Load()
 	st.Tweets = s.tweets.Load()
 	st.Bytes = s.bytes.Load()

@@ -542,3 +542,94 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Errorf("LoadLines of nothing: %v", err)
 	}
 }
+
+// TestLiveTimeline checks a live timeline moves while no client is
+// connected: a new connection starts at the present, and backfill_minutes
+// (on a client's first connection too) replays what was published before,
+// up to BackfillLimit.
+func TestLiveTimeline(t *testing.T) {
+	if _, err := NewServer(Config{Live: true}); err == nil || !strings.Contains(err.Error(), "Config.Live needs a Rate") {
+		t.Errorf("Live without a Rate: %v", err)
+	}
+	t.Run("positions", func(t *testing.T) {
+		srv := start(t, Config{H2C: true, Lines: recorded(t, 5000), Rate: 100, Live: true, BackfillLimit: 1000})
+		at := func(d time.Duration) time.Time { return srv.start.Add(d) }
+		tests := []struct {
+			at       time.Duration
+			backfill int
+			want     int64
+		}{
+			{0, 0, 0},
+			{-time.Second, 0, 0}, // a clock behind the start
+			{2 * time.Second, 0, 200},
+			{2 * time.Second, 1, 0}, // everything so far
+			{5 * time.Second, 5, 0},
+			{30 * time.Second, 1, 2000}, // the limit: 1000 back
+			{90 * time.Second, 1, 4000}, // the replay ended at 5000 (50 s): 1000 back
+			{80*time.Second + 5*time.Millisecond, 0, 5000},
+		}
+		for _, tt := range tests {
+			if got := srv.liveStartPos(at(tt.at), tt.backfill); got != tt.want {
+				t.Errorf("at %v with backfill %d: position %d, want %d", tt.at, tt.backfill, got, tt.want)
+			}
+		}
+		if d := srv.due(250).Sub(srv.start); d != 2500*time.Millisecond {
+			t.Errorf("position 250 due at %v, want 2.5s", d)
+		}
+	})
+	t.Run("streams", func(t *testing.T) {
+		lines := recorded(t, 5000)
+		index := map[string]int{}
+		for i, l := range lines {
+			var m struct{ Data struct{ ID string } }
+			json.Unmarshal(l, &m)
+			index[m.Data.ID] = i
+		}
+		pos := func(line string) int {
+			var m struct{ Data struct{ ID string } }
+			json.Unmarshal([]byte(line), &m)
+			i, ok := index[m.Data.ID]
+			if !ok {
+				t.Fatalf("served a tweet not recorded: %.80s", line)
+			}
+			return i
+		}
+		srv := start(t, Config{H2C: true, Lines: lines, Rate: 1000, Live: true, KeepAlive: -1})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		read := func(path string) []int {
+			resp := openStream(t, srv, ctx, path)
+			defer resp.Body.Close()
+			var out []int
+			for _, l := range readLines(t, resp.Body, 5) {
+				out = append(out, pos(l))
+			}
+			return out
+		}
+		first := read("/2/tweets/sample/stream")
+		// Wait for the timeline to move on by 200 with no client.
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(10 * time.Second)
+		for srv.Stats().Timeline < int64(first[4])+200 {
+			select {
+			case <-tick.C:
+			case <-deadline:
+				t.Fatal("the live timeline does not move")
+			}
+		}
+		second := read("/2/tweets/sample/stream")
+		third := read("/2/tweets/sample/stream?backfill_minutes=1")
+		for i := 1; i < 5; i++ {
+			if first[i] != first[i-1]+1 || second[i] != second[i-1]+1 || third[i] != third[i-1]+1 {
+				t.Fatalf("not in timeline order: %v %v %v", first, second, third)
+			}
+		}
+		if second[0] < first[4]+200 {
+			t.Errorf("the second connection started at %d, the first left at %d: the timeline waited", second[0], first[4])
+		}
+		if third[0] != 0 {
+			t.Errorf("backfill_minutes=1 started at %d, want 0 (all published within the minute)", third[0])
+		}
+	})
+}

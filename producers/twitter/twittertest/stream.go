@@ -88,6 +88,9 @@ func (s *Server) leave() {
 // startPos returns where a new connection starts on the timeline: where the
 // last one left off, minus what backfill replays.
 func (s *Server) startPos(backfill int) int64 {
+	if s.cfg.Live {
+		return s.liveStartPos(time.Now(), backfill)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pos := s.published
@@ -102,12 +105,42 @@ func (s *Server) startPos(backfill int) int64 {
 	return pos
 }
 
+// liveStartPos is startPos on a live timeline: the present, minus what
+// backfill replays.
+func (s *Server) liveStartPos(now time.Time, backfill int) int64 {
+	pos := s.livePos(now)
+	if backfill > 0 {
+		from := s.livePos(now.Add(-time.Duration(backfill) * time.Minute))
+		pos -= min(pos-from, int64(s.cfg.BackfillLimit))
+	}
+	return pos
+}
+
+// livePos is the live timeline's position at t: how many tweets it has
+// published since the server started.
+func (s *Server) livePos(t time.Time) int64 {
+	pos := max(int64(t.Sub(s.start).Seconds()*s.cfg.Rate), 0)
+	if !s.cfg.Loop {
+		pos = min(pos, int64(len(s.entries)))
+	}
+	return pos
+}
+
+// due is when the live timeline publishes position pos.
+func (s *Server) due(pos int64) time.Time {
+	return s.start.Add(time.Duration(float64(pos) / s.cfg.Rate * float64(time.Second)))
+}
+
 // publish records that the timeline reached pos (exclusive), and line, if
 // any, as served.
 func (s *Server) publish(pos int64, line []byte) {
 	s.mu.Lock()
 	if line != nil && s.cfg.Record {
 		s.record = append(s.record, bytes.Clone(line))
+	}
+	if s.cfg.Live {
+		// A live timeline knows its times: no history to keep.
+		s.published = max(s.published, pos)
 	}
 	for s.published < pos {
 		s.history = append(s.history, servedAt{pos: s.published, at: time.Now()})
@@ -218,6 +251,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 	ka := s.cfg.KeepAlive
 	connStart := time.Now()
 	lastWrite, nextDue := connStart, connStart
+	if s.cfg.Live {
+		nextDue = s.due(c.pos)
+	}
 	sent := 0
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -262,7 +298,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, filtered bo
 				c.buf = line[:0]
 			}
 			c.pos++
-			if interval > 0 {
+			if s.cfg.Live {
+				nextDue = s.due(c.pos) // a backfill bursts up to the present
+			} else if interval > 0 {
 				nextDue = nextDue.Add(interval)
 				if now.Sub(nextDue) > time.Second {
 					nextDue = now // a paused connection does not burst
