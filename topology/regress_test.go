@@ -57,7 +57,7 @@ func tail(b []byte, n int) string {
 // A batch handler that waits on time (a slow sink, a retry back-off) while
 // several processors hand batches to its batcher: under testing/synctest
 // the clock never moves and Run never returns. flushLocked
-// (stages/batcher.go) holds sendMu[i] while it waits for a batch processor,
+// (internal/core/batcher.go) holds sendMu[i] while it waits for a batch processor,
 // and the next flusher waits for sendMu[i] while holding b.mu, so the other
 // processors and the timer goroutine block on sync.Mutex, which synctest
 // does not count as durably blocked. The same lock order makes one slow
@@ -86,9 +86,9 @@ func TestRegressBatchHandoffUnderSynctest(t *testing.T) {
 
 // A push producer that has emitted all it had and returned: what it left in
 // the buffer still goes out at the rate limit. When the last producer
-// returns, Run closes the buffer (stages/engine.go, case <-prodOut:
+// returns, Run closes the buffer (internal/core/engine.go, case <-prodOut:
 // e.buf.Close()), and Close sets stopping, which rateActive
-// (stages/buffer.go) reads as "no limit": the whole buffer bursts out at
+// (internal/core/buffer.go) reads as "no limit": the whole buffer bursts out at
 // once, 400 messages at t=0 under a limit of 40 per 10ms. Lifting the limit
 // is meant for a drain that ctx started (it runs against ShutdownTimeout); a
 // finite push source (a replay, -max-tweets) must not overrun the limit at
