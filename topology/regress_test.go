@@ -15,6 +15,7 @@ import (
 
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topology"
+	"github.com/causeway-go/causeway/topology/topologytest"
 )
 
 const isolatedEnv = "CAUSEWAY_ISOLATED_TEST"
@@ -119,4 +120,64 @@ func TestRegressRateLimitHoldsWhenProducersFinish(t *testing.T) {
 			t.Fatalf("%d messages handled in the first 10ms (limit 40 per 10ms); all 400 in %v, want at least 90ms", first, took)
 		}
 	})
+}
+
+// One slow partition of a partitioned batcher holds up every partition: a
+// processor waiting to hand partition 0 a batch holds sendMu[0], the next
+// one to flush partition 0 waits for sendMu[0] while holding the batcher's
+// mu (internal/core/batcher.go, flushLocked called from add), and then no
+// processor can add a message for partition 1 either. Real time, no
+// synctest: under synctest the same lock order stops the clock (see
+// TestRegressBatchHandoffUnderSynctest).
+func TestRegressSlowPartitionBlocksOtherPartitions(t *testing.T) {
+	gate := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	p := topologytest.NewProducer[int]()
+	top := mustNew(t, topology.Spec[int]{
+		Producer:   topology.ProducerSpec[int]{Producer: p},
+		Processors: topology.ProcessorSpec[int]{Concurrency: 4, MaxDemand: 1},
+		Batchers: map[string]topology.BatcherSpec[int]{"b": {BatchSize: 1, Concurrency: 2,
+			PartitionBy: func(m *stages.Message[int]) uint64 { return uint64(m.Data % 2) },
+			Handle: func(ctx context.Context, b *stages.Batch[int]) error {
+				if b.Partition == 0 {
+					entered <- struct{}{}
+					select {
+					case <-gate:
+					case <-ctx.Done():
+					}
+				}
+				return nil
+			}}},
+	})
+	stop := run(t, top)
+	defer func() {
+		close(gate)
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	deadline := time.After(wait)
+	p.Push(0)
+	select {
+	case <-entered:
+	case <-deadline:
+		t.Fatal("partition 0's first batch never reached its handler")
+	}
+	// Two more for partition 0: one waits to be handed over, the other
+	// waits behind it.
+	p.Push(2, 4)
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for top.Stats().Batchers[0].Received < 3 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatal("partition 0's messages never reached the batcher")
+		}
+	}
+	select {
+	case <-p.Push(1).Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a message for partition 1 waited 5s behind partition 0's slow batch processor")
+	}
 }
