@@ -181,3 +181,34 @@ func TestRegressSlowPartitionBlocksOtherPartitions(t *testing.T) {
 		t.Fatal("a message for partition 1 waited 5s behind partition 0's slow batch processor")
 	}
 }
+
+// A pull producer waiting in Demand spins while the rate limit's window has
+// passed and the buffer already holds a window's worth that busy
+// processors have not taken: rateReopens (internal/core/buffer.go) sees
+// rateLeft(now) (a full window, since the old one expired) <= buffered, and
+// returns max(windowStart+Interval-now, 1ns) = 1ns, so Demand re-checks every
+// nanosecond until a processor takes. In real time that burns a core; under
+// synctest the clock creeps a nanosecond per turn and the bubble never gets
+// to the handler's wake-up. Demand should wait for Take (which announces
+// demand) instead, with no timer once the window has passed.
+func TestRegressDemandSpinsBehindExpiredRateWindow(t *testing.T) {
+	isolated(t, 20*time.Second, func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			top := mustNew(t, topology.Spec[int]{
+				Producer: topology.ProducerSpec[int]{Producer: stages.FromSlice(ints(10)...),
+					RateLimit: stages.RateLimit{Messages: 2, Interval: time.Millisecond}},
+				Processors: topology.ProcessorSpec[int]{Concurrency: 1, MaxDemand: 4, MinDemand: 1,
+					Handle: func(ctx context.Context, m *stages.Message[int]) error {
+						time.Sleep(100 * time.Millisecond)
+						return nil
+					}},
+			})
+			if err := top.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if s := top.Stats(); s.Acked != 10 {
+				t.Fatalf("acked %d of 10", s.Acked)
+			}
+		})
+	})
+}
