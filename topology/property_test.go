@@ -171,13 +171,14 @@ func splitmix(x uint64) uint64 {
 // left blocked) is turned into a failure that names the seed.
 func runPropCase(t *testing.T, seed uint64) {
 	c := genCase(seed)
-	// A bubble whose goroutines block on sync.Mutex while the one holding
-	// it waits on virtual time never advances its clock: synctest cannot
-	// see that as a deadlock, so a real-time guard reports it (and ends
-	// the binary, which cannot get those goroutines back).
+	// A bubble whose clock cannot advance (goroutines blocked on a
+	// sync.Mutex whose holder waits on virtual time, or one spinning on
+	// nanosecond timers) is no deadlock to synctest: a real-time guard
+	// reports it, and ends the binary, which cannot get those goroutines
+	// back.
 	guard := time.AfterFunc(propRealLimit, func() {
 		fmt.Fprintf(os.Stderr, "property case %#016x made no progress in %v of real time: its synctest clock is stuck "+
-			"(goroutines blocked on a sync.Mutex held across a wait on virtual time)\n%s\n%s\nreplay: %s\n",
+			"(goroutines blocked on a sync.Mutex held across a wait on virtual time, or a goroutine spinning: look for runnable ones)\n%s\n%s\nreplay: %s\n",
 			seed, propRealLimit, c, allStacks(), replay(seed))
 		panic(fmt.Sprintf("property case %#016x stuck", seed))
 	})
