@@ -7,6 +7,8 @@ package topology_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -210,5 +212,45 @@ func TestRegressDemandSpinsBehindExpiredRateWindow(t *testing.T) {
 				t.Fatalf("acked %d of 10", s.Acked)
 			}
 		})
+	})
+}
+
+// A producer that fails while the drain runs past ShutdownTimeout: Run
+// reads the producers' error (internal/core/engine.go, before
+// e.hardStop) before hardStop waits for them to return, so an error a
+// producer returns during the grace is lost: Run reports only the timeout.
+func TestRegressProducerErrorDuringHardStopIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		boom := errors.New("boom")
+		prod := stages.ProducerFunc[int](func(ctx context.Context, out *stages.Emitter[int]) error {
+			if _, err := out.EmitAll(ctx, make([]stages.Message[int], 2)); err != nil {
+				return err
+			}
+			<-ctx.Done()
+			// Already read: hand it over even though the drain began. The
+			// buffer is full; the hard stop refuses it.
+			if err := out.Emit(context.WithoutCancel(ctx), stages.Message[int]{}); err != nil {
+				return fmt.Errorf("%w: %v", boom, err)
+			}
+			return nil
+		})
+		top := mustNew(t, topology.Spec[int]{
+			Producer: topology.ProducerSpec[int]{Producer: prod, BufferSize: 1, Keep: stages.Block},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 1, MaxDemand: 1,
+				Handle: func(ctx context.Context, m *stages.Message[int]) error {
+					<-ctx.Done() // until the hard stop
+					return ctx.Err()
+				}},
+			ShutdownTimeout: 10 * time.Millisecond,
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- top.Run(ctx) }()
+		synctest.Wait()
+		cancel()
+		err := <-done
+		if !errors.Is(err, stages.ErrShutdownTimeout) || !errors.Is(err, boom) {
+			t.Fatalf("Run = %v; want the shutdown timeout and the producer's error", err)
+		}
 	})
 }
