@@ -355,6 +355,9 @@ func (r *propRun) handle(ctx context.Context, m *stages.Message[item]) error {
 		fail(false)
 		return ctx.Err()
 	}
+	if f.stubborn > 0 {
+		time.Sleep(f.stubborn) // ignores ctx: Run must not wait past its bound
+	}
 	if c.keyBatch[f.key] {
 		m.SetBatchKey("k" + strconv.Itoa(f.key))
 	}
@@ -690,6 +693,13 @@ func (r *propRun) run() {
 			r.runErr, r.runAt = err, r.since()
 			r.mu.Unlock()
 			r.final = top.Stats()
+			if r.c.stubborn() {
+				// Handlers that ignored ctx may still be running, left
+				// behind by Run: let them finish, then every goroutine
+				// must end (synctest checks) and the counts still hold.
+				time.Sleep(4 * time.Second)
+				r.final = top.Stats()
+			}
 			return
 		case <-rateC:
 			rateC = nil

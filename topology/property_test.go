@@ -58,6 +58,7 @@ var propFaults = []string{
 	"producer-error", "prefailed", "unknown-route", "cancel",
 	"batch-wait", // batch handlers that sleep, and retries (which back off)
 	"rate-limit",
+	"ignore-ctx", // processor handlers that sleep through their ctx
 }
 
 func propFaultOn(name string) bool {
@@ -230,6 +231,7 @@ type fate struct {
 	preFail  bool
 	act      int
 	sleep    time.Duration
+	stubborn time.Duration // the handler sleeps this long, ignoring ctx
 	route    int
 	to       []int // batcher indexes for routeSome / routeUnknown
 	flush    bool
@@ -430,6 +432,10 @@ func genCase(seed uint64) *propCase {
 	rCopy, rBatch, rBPanic, rOmit := rate("copy-fail"), rate("batch-error"), rate("batch-panic"), rate("omit")
 	rSize, rPPart, rBPart := rate("sizefunc-panic"), rate("proc-partition-panic"), rate("batch-partition-panic")
 	rSleep := pick(r, 0, 0, 0.05, 0.3)
+	rStubborn := 0.0
+	if on("ignore-ctx") && chance(0.1) {
+		rStubborn = pick(r, 0.01, 0.05)
+	}
 	for range total {
 		f := fate{key: r.IntN(nKeys), acker: -1}
 		f.preFail = chance(rPre)
@@ -443,6 +449,9 @@ func genCase(seed uint64) *propCase {
 		}
 		if chance(rSleep) {
 			f.sleep = time.Duration(1+r.IntN(5)) * time.Millisecond
+		}
+		if chance(rStubborn) {
+			f.stubborn = time.Duration(1+r.IntN(3000)) * time.Millisecond
 		}
 		f.route = pick(r, routeDefault, routeDefault, routeNowhere, routeSome, routeSome)
 		if nb == 0 && f.route == routeSome {
@@ -547,3 +556,13 @@ var (
 	errBatch    = errors.New("prop: batch error")
 	errProducer = errors.New("prop: producer failed")
 )
+
+// stubborn reports whether some handler of the case ignores its ctx.
+func (c *propCase) stubborn() bool {
+	for i := range c.fates {
+		if c.fates[i].stubborn > 0 {
+			return true
+		}
+	}
+	return false
+}
