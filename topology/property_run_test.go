@@ -693,11 +693,11 @@ func (r *propRun) run() {
 			r.runErr, r.runAt = err, r.since()
 			r.mu.Unlock()
 			r.final = top.Stats()
-			if r.c.stubborn() {
+			if d := r.c.stubborn(); d > 0 {
 				// Handlers that ignored ctx may still be running, left
 				// behind by Run: let them finish, then every goroutine
 				// must end (synctest checks) and the counts still hold.
-				time.Sleep(4 * time.Second)
+				time.Sleep(d + 5*time.Second)
 				r.final = top.Stats()
 			}
 			return
@@ -754,7 +754,7 @@ func stagesStacks() string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "causeway/stages.") {
+		if strings.Contains(g, "causeway/stages.") || strings.Contains(g, "causeway/internal/core.") {
 			out = append(out, g)
 		}
 	}

@@ -186,7 +186,7 @@ func runPropCase(t *testing.T, seed uint64) {
 	defer guard.Stop()
 	defer func() {
 		if v := recover(); v != nil {
-			t.Fatalf("seed %#016x: %v\n%s\nreplay: %s", seed, v, c, replay(seed))
+			t.Fatalf("seed %#016x: %v\n%s\nreplay: %s\ngoroutines left:\n%s", seed, v, c, replay(seed), stagesStacks())
 		}
 	}()
 	synctest.Test(t, func(t *testing.T) {
@@ -517,7 +517,13 @@ func (c *propCase) String() string {
 	fmt.Fprintf(&b, "  default batcher %q (effective %d); ackers %+v; HandleFailed %v (panics %v); OnDrop panics %v; hooks %v (panic %v)\n",
 		c.defName, c.defIndex, c.ackers, c.handleFail, c.hfPanic, c.onDropPnc, c.hooks, c.hookPnc)
 	fmt.Fprintf(&b, "  rate limit %+v, changed at %v to %+v (invalid %v)\n", c.rate, c.rateAt, c.rateNew, c.rateBad)
-	fmt.Fprintf(&b, "  cancel at %v, ShutdownTimeout %v", c.cancelAt, c.shutdown)
+	stubborn := 0
+	for i := range c.fates {
+		if c.fates[i].stubborn > 0 {
+			stubborn++
+		}
+	}
+	fmt.Fprintf(&b, "  %d messages whose handler ignores ctx; cancel at %v, ShutdownTimeout %v", stubborn, c.cancelAt, c.shutdown)
 	return b.String()
 }
 
@@ -557,12 +563,12 @@ var (
 	errProducer = errors.New("prop: producer failed")
 )
 
-// stubborn reports whether some handler of the case ignores its ctx.
-func (c *propCase) stubborn() bool {
+// stubborn returns how long handlers that ignore their ctx sleep in all:
+// after that, none can still be running.
+func (c *propCase) stubborn() time.Duration {
+	var d time.Duration
 	for i := range c.fates {
-		if c.fates[i].stubborn > 0 {
-			return true
-		}
+		d += c.fates[i].stubborn
 	}
-	return false
+	return d
 }
