@@ -40,7 +40,7 @@ bench:
 	$(BENCHSTAT) .data/bench.txt
 
 ## soak: the core's randomized property test at length (PROP_CASES random
-## topologies; make test runs 300); a failure prints the seed to replay
+## topologies; make test runs 500); a failure prints the seed to replay
 PROP_CASES ?= 20000
 soak:
 	CAUSEWAY_PROP_CASES=$(PROP_CASES) $(GO) test -race -count=1 -timeout 60m -run '^TestProperty$$' ./topology/

@@ -15,7 +15,7 @@ package topology_test
 //	go test ./topology -run TestProperty -prop.seed=0x1234abcd
 //	CAUSEWAY_PROP_SEED=0x1234abcd go test ./topology -run TestProperty
 //
-// The number of cases is -prop.cases or CAUSEWAY_PROP_CASES (default 300);
+// The number of cases is -prop.cases or CAUSEWAY_PROP_CASES (default 500);
 // make soak runs many more. CAUSEWAY_PROP_OFF=name,name switches fault
 // classes off (see propFaults), to look past a known crash.
 
@@ -40,10 +40,10 @@ import (
 
 var (
 	propSeed  = flag.String("prop.seed", "", "run only the property case with this seed (env CAUSEWAY_PROP_SEED)")
-	propCases = flag.Int("prop.cases", 0, "number of random topologies TestProperty runs (env CAUSEWAY_PROP_CASES; default 300)")
+	propCases = flag.Int("prop.cases", 0, "number of random topologies TestProperty runs (env CAUSEWAY_PROP_CASES; default 500)")
 )
 
-const defaultPropCases = 300
+const defaultPropCases = 500
 
 // propRealLimit is the real time one case may take before it counts as
 // stuck.
