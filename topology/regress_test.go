@@ -66,7 +66,7 @@ func tail(b []byte, n int) string {
 // does not count as durably blocked. The same lock order makes one slow
 // partition block adds to every partition of the batcher.
 func TestRegressBatchHandoffUnderSynctest(t *testing.T) {
-	isolated(t, 20*time.Second, func(t *testing.T) {
+	isolated(t, 10*time.Second, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			top := mustNew(t, topology.Spec[int]{
 				Producer:   topology.ProducerSpec[int]{Producer: stages.FromSlice(ints(20)...)},
@@ -194,7 +194,7 @@ func TestRegressSlowPartitionBlocksOtherPartitions(t *testing.T) {
 // to the handler's wake-up. Demand should wait for Take (which announces
 // demand) instead, with no timer once the window has passed.
 func TestRegressDemandSpinsBehindExpiredRateWindow(t *testing.T) {
-	isolated(t, 20*time.Second, func(t *testing.T) {
+	isolated(t, 10*time.Second, func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			top := mustNew(t, topology.Spec[int]{
 				Producer: topology.ProducerSpec[int]{Producer: stages.FromSlice(ints(10)...),
