@@ -111,6 +111,12 @@ type BatcherSpec[T any] struct {
 	// Retry re-runs failed batches (or their failed messages) before the
 	// messages count as failed. The zero value never retries.
 	Retry stages.RetryPolicy
+	// Outage says what the batcher does while its sink fails batches with
+	// transient errors: OutageFail (default: Retry, then fail), OutageBlock
+	// (retry without a budget, holding back-pressure; for pull sources) or
+	// OutageSpill (to a local write-ahead log, replayed in order; for push
+	// sources).
+	Outage stages.Outage
 }
 
 // Defaults.
@@ -239,6 +245,9 @@ func (s Spec[T]) validate() error {
 		}
 		if b.Handle == nil {
 			bad(f("Handle"), "is required, got nil")
+		}
+		if b.Outage > stages.OutageSpill {
+			bad(f("Outage"), "must be OutageFail, OutageBlock or OutageSpill, got %v", b.Outage)
 		}
 		if b.Retry.Attempts < 0 || b.Retry.Backoff < 0 || b.Retry.MaxBackoff < 0 {
 			bad(f("Retry"), "must not be negative, got %d attempts, backoff %v, max %v",

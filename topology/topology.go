@@ -61,6 +61,7 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 			PartitionBy:  b.PartitionBy,
 			Handle:       b.Handle,
 			Retry:        b.Retry,
+			Outage:       b.Outage,
 		})
 	}
 	e, err := core.NewEngine(cfg)

@@ -308,7 +308,6 @@ func (b *Buffer[T]) Close() {
 		return
 	}
 	b.closed = true
-	b.stopping = true
 	for _, id := range b.waiting {
 		b.isWaiting[id] = false
 		b.signal(id)
@@ -415,7 +414,10 @@ func (b *Buffer[T]) rateLeft(now time.Time) int {
 // rateReopens is how long until the rate limit lets more out, when it is
 // what holds demand back; 0 otherwise. b.mu must be held.
 func (b *Buffer[T]) rateReopens(now time.Time) time.Duration {
-	if !b.rateActive() || b.windowStart.IsZero() || b.rateLeft(now) > b.buffered+b.promised {
+	if !b.rateActive() || b.windowStart.IsZero() || now.Sub(b.windowStart) >= b.rate.Interval ||
+		b.rateLeft(now) > b.buffered+b.promised {
+		// No window running, or it is over and the next one starts with
+		// the next Take, which wakes the producers.
 		return 0
 	}
 	return max(b.windowStart.Add(b.rate.Interval).Sub(now), time.Nanosecond)

@@ -61,6 +61,8 @@ type BatcherConfig[T any] struct {
 	PartitionBy func(*Message[T]) uint64
 	Handle      BatchHandler[T]
 	Retry       RetryPolicy
+	// Outage says what to do while the sink fails batches transiently.
+	Outage Outage
 }
 
 func (cfg EngineConfig[T]) check() error {
@@ -224,7 +226,7 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 	stagesWG.Go(func() {
 		procWG.Wait()
 		for _, b := range e.batchers {
-			b.close(hard)
+			b.close()
 		}
 	})
 	stagesDone := make(chan struct{})
@@ -297,14 +299,20 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 		}
 	}
 
+	var timeoutErr error
+	if timedOut {
+		timeoutErr = e.hardStop(hardStop, producersDone, stagesDone)
+	}
+	// Read the producers' error after the hard stop: one may fail while it
+	// is being stopped.
 	var errs []error
 	errMu.Lock()
 	if prodErr != nil {
 		errs = append(errs, prodErr)
 	}
 	errMu.Unlock()
-	if timedOut {
-		errs = append(errs, e.hardStop(hardStop, producersDone, stagesDone))
+	if timeoutErr != nil {
+		errs = append(errs, timeoutErr)
 	}
 	select {
 	case <-producersDone:

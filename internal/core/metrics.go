@@ -144,6 +144,7 @@ type BatcherStats struct {
 	BatchesFailed int64 // handler calls that returned an error or panicked
 	Retries       int64 // retry attempts
 	Missing       int64 // messages handlers dropped from their batch
+	Blocked       bool  // OutageBlock: a batch the sink failed is being retried
 	Acked         int64 // message copies the batcher's handler succeeded
 	Failed        int64 // message copies the batcher's handler failed
 	BatchSize     HistogramSnapshot
