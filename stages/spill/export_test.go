@@ -1,0 +1,16 @@
+package spill
+
+// Exported for the tests of package spill_test.
+const (
+	SegHeaderLen   = segHeaderLen
+	FrameHeaderLen = frameHeaderLen
+)
+
+// SegPath is segPath for tests.
+func SegPath(dir string, id uint64) string { return segPath(dir, id) }
+
+// AppendGroup is appendGroup for tests.
+func AppendGroup(dst []byte, records [][]byte) []byte { return appendGroup(dst, records) }
+
+// PosSegment returns the segment id of p.
+func PosSegment(p Position) uint64 { return p.seg }
