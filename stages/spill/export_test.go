@@ -1,5 +1,10 @@
 package spill
 
+import (
+	"log/slog"
+	"os"
+)
+
 // Exported for the tests of package spill_test.
 const (
 	SegHeaderLen   = segHeaderLen
@@ -14,3 +19,7 @@ func AppendGroup(dst []byte, records [][]byte) []byte { return appendGroup(dst, 
 
 // PosSegment returns the segment id of p.
 func PosSegment(p Position) uint64 { return p.seg }
+
+func writeFile(path string, b []byte) error { return os.WriteFile(path, b, 0o600) }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
