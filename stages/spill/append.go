@@ -70,8 +70,11 @@ func (l *Log) Append(records [][]byte) error {
 	l.segs[len(l.segs)-1].size = l.wsize
 	l.disk += n
 	l.tail += uint64(len(records))
-	close(l.notify)
-	l.notify = make(chan struct{})
+	if l.waiting {
+		close(l.notify)
+		l.notify = make(chan struct{})
+		l.waiting = false
+	}
 	l.mu.Unlock()
 	l.stats.appended.Add(int64(len(records)))
 	l.stats.groups.Add(1)

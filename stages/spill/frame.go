@@ -74,12 +74,11 @@ func appendGroup(dst []byte, records [][]byte) []byte {
 		if i == len(records)-1 {
 			flags = flagLast
 		}
-		var h [frameHeaderLen]byte
-		binary.LittleEndian.PutUint32(h[0:4], uint32(len(r)))
-		h[4] = flags
-		crc := crc32.Update(crc32.Checksum(h[:5], castagnoli), castagnoli, r)
-		binary.LittleEndian.PutUint32(h[5:9], crc)
-		dst = append(dst, h[:]...)
+		start := len(dst)
+		dst = binary.LittleEndian.AppendUint32(dst, uint32(len(r)))
+		dst = append(dst, flags, 0, 0, 0, 0)
+		crc := crc32.Update(crc32.Checksum(dst[start:start+5], castagnoli), castagnoli, r)
+		binary.LittleEndian.PutUint32(dst[start+5:start+9], crc)
 		dst = append(dst, r...)
 	}
 	return dst

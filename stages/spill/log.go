@@ -120,7 +120,10 @@ type Log struct {
 	tail   uint64    // seq of the next record appended
 	disk   int64     // sum of segs' sizes
 	closed bool
-	notify chan struct{} // closed and replaced at each Append and at Close
+	notify chan struct{} // closed at Close, and at an Append when waiting
+	// waiting says a Wait took notify: the next Append closes and
+	// replaces it (and only then, saving an allocation per Append).
+	waiting bool
 
 	stats counters
 }

@@ -186,6 +186,7 @@ func (l *Log) Wait(ctx context.Context) error {
 	for {
 		l.mu.Lock()
 		closed, held, ch := l.closed, l.tail > l.head.seq, l.notify
+		l.waiting = l.waiting || !held
 		l.mu.Unlock()
 		switch {
 		case closed:
