@@ -12,10 +12,10 @@
 // # Layout
 //
 // The directory holds numbered segment files (00000000000000000001.seg,
-// ...) and a checkpoint file, head. Each Append writes its records as one
-// group of frames at the end of the newest segment: a 9-byte header (the
-// length, a flag marking the group's last record, a CRC-32C of both and of
-// the record) and the record. Past Options.SegmentBytes the next Append
+// ...), a checkpoint file, head, and a lock file, lock. Each Append writes
+// its records as one group of frames at the end of the newest segment: a
+// 9-byte header (the length, a flag marking the group's last record, a
+// CRC-32C of both and of the record) and the record. Past Options.SegmentBytes the next Append
 // starts a new segment. Ack writes the position it consumed to the
 // checkpoint (atomically: a temporary file renamed over it) and then
 // deletes the segments wholly before that position.
@@ -61,6 +61,6 @@
 // waits for Peek or Ack, nor they for Append's fsync. Wait lets the
 // reader sleep until there is something to replay.
 //
-// One Log at a time may use a directory. Open does not lock it; two
-// processes sharing a directory corrupt it.
+// One Log at a time may use a directory: Open locks it, and fails with
+// ErrLocked while another Log, in this process or another, has it open.
 package spill

@@ -23,6 +23,10 @@ var ErrTooLarge = errors.New("spill: group larger than the log can hold")
 // Close ended.
 var ErrClosed = errors.New("spill: log is closed")
 
+// ErrLocked is the error of an Open of a directory that another Log, in
+// this process or another, has open.
+var ErrLocked = errors.New("spill: directory in use by another Log")
+
 // ErrCorrupt is the error of a Peek that found damaged bytes where
 // complete records were written: the disk changed them after Open checked
 // them. Closing and opening the log again cuts the damage off (and counts
@@ -98,6 +102,7 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 	sync bool
+	lock *os.File // holds the directory's lock; nil where there is none
 
 	// The writer's state, under wmu.
 	wmu    sync.Mutex
@@ -135,7 +140,9 @@ type Log struct {
 // counting them (Stats.TornBytes). The records found are replayed first:
 // Len reports them. Its cost is a read of the unconsumed bytes.
 //
-// One Log may use a directory at a time; Open does not lock it.
+// One Log at a time may use a directory: Open locks it (on Unix systems,
+// with flock on dir/lock) and fails with ErrLocked while another Log holds
+// it; Close, or the end of the process, releases it.
 func Open(dir string, opts Options) (*Log, error) {
 	if dir == "" {
 		return nil, errors.New("spill: Open: dir must be set")
@@ -154,6 +161,11 @@ func Open(dir string, opts Options) (*Log, error) {
 		sync:   opts.Sync == SyncAlways,
 		notify: make(chan struct{}),
 	}
+	lock, err := lockDir(dir, opts.FileMode)
+	if err != nil {
+		return nil, fmt.Errorf("spill: open %s: %w", dir, err)
+	}
+	l.lock = lock
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, fmt.Errorf("spill: open %s: %w", dir, err)
@@ -230,6 +242,10 @@ func (l *Log) closeFiles() error {
 	if l.rf != nil {
 		errs = append(errs, l.rf.Close())
 		l.rf = nil
+	}
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+		l.lock = nil
 	}
 	return errors.Join(errs...)
 }

@@ -398,3 +398,14 @@ func TestOptionsValidate(t *testing.T) {
 		t.Error("Open with no directory: no error")
 	}
 }
+
+func TestOneLogADirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	l := open(t, dir, spill.Options{})
+	if _, err := spill.Open(dir, spill.Options{Logger: quiet()}); !errors.Is(err, spill.ErrLocked) {
+		t.Fatalf("second Open of %s: %v, want ErrLocked", dir, err)
+	}
+	l.Close()
+	open(t, dir, spill.Options{})
+}
