@@ -10,9 +10,11 @@ import (
 // SyncAlways, fsyncs it before it returns. When it returns nil the records
 // are held: they survive a crash (see SyncPolicy) and Peek returns them, in
 // order, after every record appended before. A crash during Append leaves
-// all of the group or none of it; none of it is replayed if Append did not
-// return nil, barring a write that failed and could not be cut off again
-// (logged), whose group a restart may find complete and replay.
+// all of the group or none of it: a restart replays it whole if it reached
+// the disk whole, though Append never returned, and cuts off what did.
+// Within the process, a group whose Append returned an error is never
+// replayed; after a restart it may be, in one rare case (logged): the
+// write failed, and so did cutting it off again.
 //
 // It fails with ErrFull when the group would take the log past
 // Options.MaxBytes, with ErrTooLarge when it never could fit, with

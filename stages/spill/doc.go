@@ -26,10 +26,11 @@
 //
 //   - A group is held once Append returned nil: it is fsynced, and survives
 //     a crash of the process, of the operating system and a power cut.
-//   - A group is all or nothing. A crash during Append (which therefore did
-//     not return nil) can leave part of it on disk; Open finds it by its
-//     framing, cuts it off, and logs and counts the bytes
-//     (Stats.TornBytes). Every group appended before it is kept.
+//   - A group is all or nothing. A crash during Append can leave part of
+//     it on disk; Open finds it by its framing, cuts it off, and logs and
+//     counts the bytes (Stats.TornBytes). Every group appended before it
+//     is kept. (A group the crash left whole is kept too, though its
+//     Append never returned: at-least-once, as for a sink.)
 //   - Records are replayed in the order they were appended, across
 //     segments and restarts; a restart with records held replays them
 //     before any appended after it.
