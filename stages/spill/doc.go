@@ -5,9 +5,9 @@
 // bytes, encoded and decoded by the caller.
 //
 //	l, err := spill.Open(dir, spill.Options{MaxBytes: 1 << 30})
-//	err = l.Append(encoded)        // held, on disk, once it returns nil
-//	recs, err := l.Peek(500)       // the oldest records, not yet removed
-//	err = l.Ack(recs[len(recs)-1].End) // consumed: never replayed again
+//	err = l.Append(encoded)             // held, on disk, once it returns nil
+//	recs, err := l.Peek(500)            // the oldest records, not yet removed
+//	err = l.Ack(recs[len(recs)-1].End)  // consumed: never replayed again
 //
 // # Layout
 //

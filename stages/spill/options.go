@@ -30,15 +30,17 @@ const (
 	// created, and the checkpoint file and the directory before Ack
 	// returns. What Append accepted survives a crash of the process, of
 	// the operating system and a power cut; what Ack consumed is not
-	// replayed again. It costs one fsync per Append and two per Ack: about
-	// a millisecond each on an SSD, tens on a spinning disk.
+	// replayed again. It costs one fsync per Append and two per Ack: from
+	// well under a millisecond each (an SSD with a protected write cache)
+	// to several (a cloud block device: about 3 ms where BenchmarkAppend
+	// was first run) or tens (a spinning disk).
 	SyncAlways SyncPolicy = iota
 
 	// SyncNone leaves writes in the operating system's page cache. What
 	// Append accepted survives a crash of the process (kill -9, a panic),
-	// not one of the operating system or a power cut, after which the log
-	// opens with a torn tail cut off or older checkpoint (records replayed
-	// twice). For tests and for data that may be lost.
+	// not one of the operating system or a power cut, which can lose held
+	// groups (Open cuts what is left of them) and bring consumed records
+	// back. For tests and for data that may be lost.
 	SyncNone
 )
 
