@@ -29,8 +29,9 @@ var ErrLocked = errors.New("spill: directory in use by another Log")
 
 // ErrCorrupt is the error of a Peek that found damaged bytes where
 // complete records were written: the disk changed them after Open checked
-// them. Closing and opening the log again cuts the damage off (and counts
-// the bytes in Stats.TornBytes).
+// them. Closing and opening the log again cuts the segment at the damage,
+// losing the records after it in that segment (logged, and counted in
+// Stats.TornBytes), and goes on with the next.
 var ErrCorrupt = errors.New("spill: damaged record")
 
 // Position is a place in the log: just past a record, or the start. Ack

@@ -21,7 +21,7 @@ import (
 //
 // Its cost is a read of the records from the segment files (mostly the
 // page cache, when they were appended recently) and their checksums; the
-// records' Data share one allocation.
+// records' Data share a few allocations, growing by doubling.
 func (l *Log) Peek(max int) ([]Record, error) {
 	if max <= 0 {
 		return nil, nil
