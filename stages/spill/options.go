@@ -32,8 +32,8 @@ const (
 	// the operating system and a power cut; what Ack consumed is not
 	// replayed again. It costs one fsync per Append and two per Ack: from
 	// well under a millisecond each (an SSD with a protected write cache)
-	// to several (a cloud block device: about 3 ms where BenchmarkAppend
-	// was first run) or tens (a spinning disk).
+	// to several (a cloud block device: 1 to 3 ms where BenchmarkAppend
+	// ran) or tens (a spinning disk).
 	SyncAlways SyncPolicy = iota
 
 	// SyncNone leaves writes in the operating system's page cache. What
