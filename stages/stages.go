@@ -59,6 +59,7 @@ const (
 	TriggerTimeout = core.TriggerTimeout // BatchTimeout passed since its first message
 	TriggerDrain   = core.TriggerDrain   // the topology is draining
 	TriggerFlush   = core.TriggerFlush   // a message asked for it (Message.FlushBatch)
+	TriggerReplay  = core.TriggerReplay  // read back from the batcher's spill
 )
 
 // Producer is a source of messages. The producer stage calls Run once per
@@ -244,3 +245,13 @@ func Permanent(err error) error { return core.Permanent(err) }
 // error it wraps) has a Permanent() bool method returning true, or it is a
 // *PanicError.
 func IsPermanent(err error) bool { return core.IsPermanent(err) }
+
+// SpillConfig configures a batcher's spill for OutageSpill: Dir (one per
+// batcher), MaxBytes (default 1 GiB; a full spill holds the batcher back
+// until there is room), and Encode/Decode for a message's Data. Replayed
+// messages carry Data only: their source was acknowledged when they were
+// held.
+type SpillConfig[T any] = core.SpillConfig[T]
+
+// SpillStats counts what a batcher's spill did (BatcherStats.Spill).
+type SpillStats = core.SpillStats

@@ -3,6 +3,8 @@ package topology_test
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topology"
+	"github.com/causeway-go/causeway/topology/topologytest"
 )
 
 // flakySink fails every batch while down, fails message 13 permanently, and
@@ -99,4 +102,91 @@ func TestOutageBlockEndsAtHardStop(t *testing.T) {
 			t.Fatalf("acked %d, failed %d, in flight %d: the held messages must not count as stored", s.Acked, s.Failed, s.InFlight)
 		}
 	})
+}
+
+func intCodec() stages.SpillConfig[int] {
+	return stages.SpillConfig[int]{
+		Encode: func(m *stages.Message[int]) ([]byte, error) { return []byte(strconv.Itoa(m.Data)), nil },
+		Decode: func(b []byte) (int, error) { return strconv.Atoi(string(b)) },
+	}
+}
+
+// OutageSpill acknowledges what a down sink cannot take as held in the
+// spill, keeps the producer flowing, and replays the spill in order when
+// the sink returns; a permanent failure in the replay reaches HandleFailed.
+func TestOutageSpillHoldsAndReplaysInOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &flakySink{}
+		sink.down.Store(true)
+		sp := intCodec()
+		sp.Dir = t.TempDir()
+		var mu sync.Mutex
+		var deadLettered []int
+		p := topologytest.NewProducer[int]()
+		top := mustNew(t, topology.Spec[int]{Logger: quietLog,
+			Producer:   topology.ProducerSpec[int]{Producer: p},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 1},
+			Batchers: map[string]topology.BatcherSpec[int]{"pg": {BatchSize: 10, Handle: sink.handle,
+				Outage: stages.OutageSpill, Spill: sp, Retry: stages.RetryPolicy{Backoff: time.Second, MaxBackoff: time.Second}}},
+			HandleFailed: func(_ context.Context, failed []*stages.Message[int]) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range failed {
+					deadLettered = append(deadLettered, m.Data)
+				}
+			}})
+		done := make(chan error, 1)
+		go func() { done <- top.Run(context.Background()) }()
+		p.Push(ints(100)...)
+		time.Sleep(time.Minute)
+		s := top.Stats()
+		if s.Acked != 100 || s.Batchers[0].Spill == nil || s.Batchers[0].Spill.Records != 100 || len(sink.stored) != 0 {
+			t.Fatalf("sink down: acked %d, spill %+v, stored %d; want all 100 held in the spill", s.Acked, s.Batchers[0].Spill, len(sink.stored))
+		}
+		sink.down.Store(false)
+		time.Sleep(time.Minute)
+		p.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want := append(ints(13), ints(100)[14:]...)
+		if !slices.Equal(sink.stored, want) {
+			t.Fatalf("the sink stored %v, want 0..99 but 13, in order", sink.stored)
+		}
+		sp2 := top.Stats().Batchers[0].Spill
+		if sp2.Records != 0 || sp2.Replayed != 99 || sp2.ReplayFailed != 1 || !slices.Equal(deadLettered, []int{13}) {
+			t.Fatalf("spill after the outage %+v, HandleFailed saw %v; want empty, 99 replayed, 13 failed", sp2, deadLettered)
+		}
+	})
+}
+
+// A spill left by a run whose sink never came back (a drain gives up the
+// replay at the first refusal: the spill is on disk) is replayed first by
+// the next run, before anything new.
+func TestOutageSpillReplaysFirstAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	run := func(sink *flakySink, data []int, cancelAfterHeld bool) *topology.Topology[int] {
+		sp := intCodec()
+		sp.Dir = dir
+		top := mustNew(t, topology.Spec[int]{Logger: quietLog, ShutdownTimeout: time.Second,
+			Producer:   topology.ProducerSpec[int]{Producer: stages.FromSlice(data...)},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 1},
+			Batchers: map[string]topology.BatcherSpec[int]{"pg": {BatchSize: 5, BatchTimeout: time.Millisecond, Handle: sink.handle,
+				Outage: stages.OutageSpill, Spill: sp, Retry: stages.RetryPolicy{Backoff: time.Millisecond, MaxBackoff: time.Millisecond}}}})
+		if err := top.Run(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return top
+	}
+	down := &flakySink{}
+	down.down.Store(true)
+	first := run(down, []int{100, 101, 102, 103, 104, 105, 106}, true)
+	if s := first.Stats(); s.Acked != 7 || s.Batchers[0].Spill.Records != 7 {
+		t.Fatalf("first run: acked %d, spill %+v; want 7 held", s.Acked, s.Batchers[0].Spill)
+	}
+	up := &flakySink{}
+	run(up, []int{1, 2, 3}, false)
+	if want := []int{100, 101, 102, 103, 104, 105, 106, 1, 2, 3}; !slices.Equal(up.stored, want) {
+		t.Fatalf("second run stored %v, want the spill first: %v", up.stored, want)
+	}
 }

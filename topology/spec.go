@@ -117,6 +117,10 @@ type BatcherSpec[T any] struct {
 	// OutageSpill (to a local write-ahead log, replayed in order; for push
 	// sources).
 	Outage stages.Outage
+	// Spill configures OutageSpill's write-ahead log: its directory (one per
+	// batcher), size bound and how Data is encoded and decoded. Required
+	// with OutageSpill.
+	Spill stages.SpillConfig[T]
 }
 
 // Defaults.
@@ -248,6 +252,10 @@ func (s Spec[T]) validate() error {
 		}
 		if b.Outage > stages.OutageSpill {
 			bad(f("Outage"), "must be OutageFail, OutageBlock or OutageSpill, got %v", b.Outage)
+		}
+		if sp := b.Spill; b.Outage == stages.OutageSpill && (sp.Dir == "" || sp.Encode == nil || sp.Decode == nil || sp.MaxBytes < 0) {
+			bad(f("Spill"), "needs Dir, Encode and Decode (and MaxBytes >= 0) with OutageSpill, got dir %q, encode %v, decode %v, max %d",
+				sp.Dir, sp.Encode != nil, sp.Decode != nil, sp.MaxBytes)
 		}
 		if b.Retry.Attempts < 0 || b.Retry.Backoff < 0 || b.Retry.MaxBackoff < 0 {
 			bad(f("Retry"), "must not be negative, got %d attempts, backoff %v, max %v",

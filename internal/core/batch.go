@@ -18,6 +18,8 @@ const (
 	TriggerDrain
 	// TriggerFlush: a message of the batch asked for it (Message.FlushBatch).
 	TriggerFlush
+	// TriggerReplay: the batch is read back from the batcher's spill.
+	TriggerReplay
 )
 
 func (t Trigger) String() string {
@@ -30,6 +32,8 @@ func (t Trigger) String() string {
 		return "drain"
 	case TriggerFlush:
 		return "flush"
+	case TriggerReplay:
+		return "replay"
 	}
 	return fmt.Sprintf("Trigger(%d)", uint8(t))
 }

@@ -108,6 +108,34 @@ type batcher[T any] struct {
 	panicLog      ratelog.Limiter
 	outageLog     ratelog.Limiter
 	blocked       atomic.Bool // OutageBlock: a batch is being retried
+	spill         *spiller[T] // OutageSpill
+	spillFull     atomic.Bool // the spill refused a batch: held back until room
+}
+
+// openSpill opens the batcher's spill, for OutageSpill.
+func (b *batcher[T]) openSpill() error {
+	if b.cfg.Outage != OutageSpill || b.cfg.Spill == nil {
+		return nil
+	}
+	s, err := openSpill(b, *b.cfg.Spill)
+	if err != nil {
+		return err
+	}
+	b.spill = s
+	if n := s.log.Len(); n > 0 {
+		b.e.cfg.Logger.Info("stages: spill holds records from an earlier run; replaying them first",
+			"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "records", n)
+	}
+	return nil
+}
+
+// closeSpill closes the spill once Run is done with it.
+func (b *batcher[T]) closeSpill() {
+	if b.spill != nil {
+		if err := b.spill.log.Close(); err != nil {
+			b.e.cfg.Logger.Error("stages: spill: close", "batcher", b.cfg.Name, "err", err)
+		}
+	}
 }
 
 func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T] {
@@ -141,13 +169,21 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 	b.timer = time.NewTimer(time.Hour)
 	b.timer.Stop()
 	wg.Go(func() { b.runTimer(ctx) })
+	var bps sync.WaitGroup
 	for i := range b.cfg.Concurrency {
 		q := 0
 		if b.cfg.PartitionBy != nil {
 			q = i
 		}
 		wctx := withWorker(ctx, Worker{Batcher: b.cfg.Name, Index: i})
-		wg.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), q) })
+		bps.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), q) })
+	}
+	wg.Go(bps.Wait)
+	if b.spill != nil {
+		// The replay drains once the batch processors are done: nothing is
+		// appended to the spill after that.
+		wg.Go(func() { b.spill.run(ctx) })
+		wg.Go(func() { bps.Wait(); b.spill.drain() })
 	}
 }
 
@@ -369,7 +405,12 @@ func (b *batcher[T]) next(ctx context.Context, q int) *openBatch[T] {
 }
 
 func (b *batcher[T]) stats() BatcherStats {
+	var sp *SpillStats
+	if b.spill != nil {
+		sp = b.spill.stats()
+	}
 	return BatcherStats{
+		Spill:         sp,
 		Name:          b.cfg.Name,
 		Concurrency:   b.cfg.Concurrency,
 		Received:      b.received.Load(),
@@ -377,7 +418,7 @@ func (b *batcher[T]) stats() BatcherStats {
 		Batches:       b.batches.Load(),
 		BatchesFailed: b.batchesFailed.Load(),
 		Retries:       b.retries.Load(),
-		Blocked:       b.blocked.Load(),
+		Blocked:       b.blocked.Load() || b.spillFull.Load(),
 		Missing:       b.missing.Load(),
 		Acked:         b.acked.Load(),
 		Failed:        b.failed.Load(),
@@ -428,6 +469,14 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		bp.set = append(bp.set, int32(i))
 	}
 	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
+	if b.spill != nil && b.spill.pending() {
+		// Earlier batches wait in the spill: this one joins them, in order.
+		bp.holdOrWait(msgs, bp.set, info)
+		bp.state.set(workerAcking)
+		bp.settler.settle(bp.ctx, msgs, b)
+		bp.state.set(workerIdle)
+		return
+	}
 	retry, block := b.cfg.Retry, b.cfg.Outage == OutageBlock
 	for attempt := 1; ; attempt++ {
 		info.Attempt = attempt
@@ -466,6 +515,18 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		}
 		b.retries.Add(1)
 	}
+	if b.spill != nil {
+		var transient []int32
+		for i, m := range msgs {
+			if m.err != nil && !IsPermanent(m.err) {
+				m.err = nil
+				transient = append(transient, int32(i))
+			}
+		}
+		if len(transient) > 0 {
+			bp.holdOrWait(msgs, transient, info)
+		}
+	}
 	if block && b.blocked.Load() {
 		if !bp.anyFailed(msgs) {
 			b.blocked.Store(false)
@@ -475,6 +536,62 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 	bp.state.set(workerAcking)
 	bp.settler.settle(bp.ctx, msgs, b)
 	bp.state.set(workerIdle)
+}
+
+// holdOrWait puts the messages all[i] for i in want into the spill,
+// acknowledged as held. If the spill refuses them (full, or a disk error)
+// it holds the batch back as OutageBlock would, trying the sink (when no
+// spilled batch is waiting ahead of them) and the spill in turn with capped
+// back-off, until one takes each message or the topology stops hard; they
+// then stay failed with the spill's error.
+func (bp *batchProcessor[T]) holdOrWait(all []*Message[T], want []int32, info BatchInfo) {
+	b := bp.b
+	pick := func() []*Message[T] {
+		sub := make([]*Message[T], len(want))
+		for i, s := range want {
+			sub[i] = all[s]
+		}
+		return sub
+	}
+	err := b.spill.hold(pick())
+	for attempt := 1; err != nil; attempt++ {
+		b.spillFull.Store(true)
+		for _, s := range want {
+			if all[s].err == nil {
+				all[s].err = err
+			}
+		}
+		if ok, n := b.outageLog.Allow(1); ok {
+			b.e.cfg.Logger.Error("stages: spill refuses a batch; holding it back",
+				"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", len(want), "times", n, "err", err)
+		}
+		if backoff.Sleep(bp.ctx, b.cfg.Retry.wait(attempt), nil) != nil {
+			break
+		}
+		if !b.spill.pending() {
+			bp.set = bp.set[:0]
+			for _, s := range want {
+				if !IsPermanent(all[s].err) {
+					all[s].err = nil
+					bp.set = append(bp.set, s)
+				}
+			}
+			info.Attempt++
+			bp.attempt(all, info)
+		}
+		next := make([]int32, 0, len(want))
+		for _, s := range want {
+			if m := all[s]; m.err != nil && !IsPermanent(m.err) {
+				m.err = nil
+				next = append(next, s)
+			}
+		}
+		if want = next; len(want) == 0 {
+			break
+		}
+		err = b.spill.hold(pick())
+	}
+	b.spillFull.Store(false)
 }
 
 // retryable reports whether a message failed with err is tried again:
@@ -569,14 +686,18 @@ func (bp *batchProcessor[T]) failMissing(msgs []*Message[T], got []*Message[T]) 
 	}
 }
 
-func (bp *batchProcessor[T]) call(batch *Batch[T]) (err error) {
+func (bp *batchProcessor[T]) call(batch *Batch[T]) error { return bp.b.callHandler(bp.ctx, batch) }
+
+// callHandler runs the batch handler, turning a panic into the batch's
+// error.
+func (b *batcher[T]) callHandler(ctx context.Context, batch *Batch[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			perr := newPanicError(v)
 			err = perr
-			bp.b.e.cfg.Logger.Error("stages: batch handler panicked; batch failed",
-				"topology", bp.b.e.cfg.Name, "batcher", bp.b.cfg.Name, "size", len(batch.Messages), "panic", v, "stack", string(perr.Stack))
+			b.e.cfg.Logger.Error("stages: batch handler panicked; batch failed",
+				"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "size", len(batch.Messages), "panic", v, "stack", string(perr.Stack))
 		}
 	}()
-	return bp.b.cfg.Handle(bp.ctx, batch)
+	return b.cfg.Handle(ctx, batch)
 }

@@ -63,6 +63,8 @@ type BatcherConfig[T any] struct {
 	Retry       RetryPolicy
 	// Outage says what to do while the sink fails batches transiently.
 	Outage Outage
+	// Spill configures the write-ahead log of OutageSpill.
+	Spill *SpillConfig[T]
 }
 
 func (cfg EngineConfig[T]) check() error {
@@ -85,6 +87,9 @@ func (cfg EngineConfig[T]) check() error {
 			p.Concurrency, p.MaxDemand, p.MinDemand, p.Handle != nil)
 	}
 	for _, b := range cfg.Batchers {
+		if b.Outage == OutageSpill && (b.Spill == nil || b.Spill.Dir == "" || b.Spill.Encode == nil || b.Spill.Decode == nil) {
+			bad("batcher %q: OutageSpill needs a Spill with Dir, Encode and Decode", b.Name)
+		}
 		if b.BatchSize < 1 || b.BatchTimeout <= 0 || b.Concurrency < 1 || b.Handle == nil {
 			bad("batcher %q needs BatchSize > 0, BatchTimeout > 0, Concurrency > 0 and a Handle, got %d, %v, %d, %v",
 				b.Name, b.BatchSize, b.BatchTimeout, b.Concurrency, b.Handle != nil)
@@ -215,6 +220,19 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 	prodCtx, stopProducers := context.WithCancel(ctx)
 	defer stopProducers()
 
+	for i, b := range e.batchers {
+		if err := b.openSpill(); err != nil {
+			for _, o := range e.batchers[:i] {
+				o.closeSpill()
+			}
+			return fmt.Errorf("topology %q: %w", e.cfg.Name, err)
+		}
+	}
+	defer func() {
+		for _, b := range e.batchers {
+			b.closeSpill()
+		}
+	}()
 	var stagesWG sync.WaitGroup
 	for _, b := range e.batchers {
 		b.start(hard, &stagesWG)
