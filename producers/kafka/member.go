@@ -297,16 +297,16 @@ func (m *member[T]) Ack(successful, failed []*stages.Message[T]) {
 			md := stuck[0].Metadata.(*Metadata)
 			m.log.Warn("kafka: failed messages were not dead-lettered: their partitions' offsets are not committed past them until they are read again (after a rebalance or restart)",
 				"failed", len(stuck), "topic", md.Topic, "partition", md.Partition, "offset", md.Offset,
-				"err", errText(stuck[0].Err()), "not_logged_since_last", held)
+				"err", errText(stuck[0].Err(), 300), "not_logged_since_last", held)
 		}
 	}
 }
 
-// errText returns err's text, cut to a length fit for a log line.
-func errText(err error) string {
+// errText returns err's text, cut to at most n bytes and a "…".
+func errText(err error, n int) string {
 	s := fmt.Sprint(err)
-	if len(s) > 300 {
-		s = s[:300] + "…"
+	if len(s) > n {
+		s = s[:n] + "…"
 	}
 	return strings.ToValidUTF8(s, "")
 }
