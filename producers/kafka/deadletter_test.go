@@ -28,7 +28,7 @@ import (
 // refuses stays failed too.
 func TestDeadLetter(t *testing.T) {
 	t.Parallel()
-	c := kafkatest.Start(t, kfake.SeedTopics(1, "events", "events.dlq"), kfake.SeedTopics(1, "other"))
+	c := kafkatest.Start(t, kfake.SeedTopics(1, "events", "events.dlq"))
 	produce(t, c, "events", 0, 10) // offsets 0-9
 	c.Produce(t, &kgo.Record{Topic: "events", Key: []byte("kbad"), Value: []byte("bad value"),
 		Headers: []kgo.RecordHeader{{Key: "h", Value: []byte("hbad")}}}) // 10: undecodable

@@ -510,6 +510,10 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
+	_, err = kafka.New(kafka.Config[[]byte]{Brokers: "b", GroupID: "g", Topics: []string{"t"}, HeartbeatInterval: 6 * time.Second})
+	if want := "Config.HeartbeatInterval must be less than SessionTimeout (6s), got 6s"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v lacks %q", err, want)
+	}
 	// []byte data needs no Decode.
 	cons, err := kafka.New(kafka.Config[[]byte]{Brokers: "127.0.0.1:1", GroupID: "g", Topics: []string{"t"}, Logger: quiet})
 	if err != nil {
@@ -582,5 +586,61 @@ func TestOffsetTrackerStuck(t *testing.T) {
 	first.Fail(100)
 	if first.Next() != 100 || first.Stuck() != 100 {
 		t.Fatalf("next %d stuck %d, want 100 and 100", first.Next(), first.Stuck())
+	}
+}
+
+// TestConcurrentMembers: with producer Concurrency 3 the Consumer is three
+// group members sharing a 6-partition topic; every record is handled once,
+// each partition's records in order, and the group commits every partition
+// to its end.
+func TestConcurrentMembers(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t, kfake.SeedTopics(6, "events"))
+	produce(t, c, "events", 0, 3000)
+	cons := newConsumer(t, c, "g", nil)
+	col := newCollector()
+	byPartition := func(m *stages.Message[string]) uint64 { return uint64(m.Metadata.(*kafka.Metadata).Partition) }
+	top, err := topology.New(topology.Spec[string]{
+		Producer:   topology.ProducerSpec[string]{Producer: cons, Keep: stages.Block, Concurrency: 3},
+		Processors: topology.ProcessorSpec[string]{Concurrency: 2, PartitionBy: byPartition},
+		Batchers: map[string]topology.BatcherSpec[string]{
+			"sink": {BatchSize: 100, BatchTimeout: 10 * time.Millisecond, Concurrency: 2, PartitionBy: byPartition, Handle: col.handle},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := topologytest.Start(t, top)
+	waitFor(t, 60*time.Second, "3000 records", func() bool { return top.Stats().Acked >= 3000 })
+	if st := cons.Stats(); st.Members != 3 || len(st.Partitions["events"]) != 6 {
+		t.Fatalf("Stats: %d members holding %v, want 3 holding all 6 partitions", st.Members, st.Partitions)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	last := map[int32]int64{}
+	for _, r := range col.records() {
+		if seen[r.Key] {
+			t.Fatalf("record %v handled twice", r)
+		}
+		seen[r.Key] = true
+		if prev, ok := last[r.Partition]; ok && r.Offset <= prev {
+			t.Fatalf("partition %d: offset %d after %d", r.Partition, r.Offset, prev)
+		}
+		last[r.Partition] = r.Offset
+	}
+	if len(seen) != 3000 {
+		t.Fatalf("handled %d distinct records, want 3000", len(seen))
+	}
+	if err := topologytest.CheckConservation(top.Stats()); err != nil {
+		t.Fatal(err)
+	}
+	ends := endOffsets(t, c, "events")
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, ends) {
+		t.Fatalf("committed %v, want the end offsets %v", got, ends)
 	}
 }

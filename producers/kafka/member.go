@@ -463,13 +463,31 @@ func (m *member[T]) resume() {
 }
 
 // close commits the done offsets, leaves the group and closes the client.
+// librdkafka's close has been seen (rarely, with several members of one
+// group closing at once) not to finish: after closeTimeout close gives up
+// waiting, reports it, and leaves the client to finish in the background
+// (the group expires the member after SessionTimeout at worst).
 func (m *member[T]) close() error {
 	m.closeOnce.Do(func() {
-		m.commit(nil)
-		if err := m.cons.Close(); err != nil {
-			m.closeErr = fmt.Errorf("kafka: close consumer: %w", err)
+		closed := make(chan error, 1)
+		go func() {
+			m.commit(nil)
+			err := m.cons.Close()
+			m.logsWG.Wait()
+			closed <- err
+		}()
+		limit := m.c.cfg.RevokeTimeout + m.c.cfg.SessionTimeout + 10*time.Second
+		timer := time.NewTimer(limit)
+		defer timer.Stop()
+		select {
+		case err := <-closed:
+			if err != nil {
+				m.closeErr = fmt.Errorf("kafka: close consumer: %w", err)
+			}
+		case <-timer.C:
+			m.closeErr = fmt.Errorf("kafka: close consumer: not closed after %v; left closing in the background", limit)
+			m.log.Error("kafka: the client did not close in time; the group will expire this member", "after", limit)
 		}
-		m.logsWG.Wait()
 	})
 	return m.closeErr
 }
