@@ -17,7 +17,7 @@ EACH     = scripts/each-module
 
 export CGO_ENABLED := 1
 
-.PHONY: all build test test-short bench run lint fmt fuzz clean
+.PHONY: all build test test-short bench soak run lint fmt fuzz clean
 
 all: lint test
 
@@ -38,6 +38,12 @@ bench:
 	@mkdir -p .data
 	PG_DURABLE=1 scripts/with-pg $(PGDIR)-bench -- $(EACH) $(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -count $(COUNT) -timeout 60m ./... | tee .data/bench.txt
 	$(BENCHSTAT) .data/bench.txt
+
+## soak: the core's randomized property test at length (PROP_CASES random
+## topologies; make test runs 500); a failure prints the seed to replay
+PROP_CASES ?= 20000
+soak:
+	CAUSEWAY_PROP_CASES=$(PROP_CASES) $(GO) test -race -count=1 -timeout 60m -run '^TestProperty$$' ./topology/
 
 ## run: the reference topology on embedded defaults (fake X API replaying testdata/,
 ## in-process Kafka, a fresh throwaway Postgres); ARGS="..." passes flags to causeway

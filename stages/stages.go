@@ -59,6 +59,7 @@ const (
 	TriggerTimeout = core.TriggerTimeout // BatchTimeout passed since its first message
 	TriggerDrain   = core.TriggerDrain   // the topology is draining
 	TriggerFlush   = core.TriggerFlush   // a message asked for it (Message.FlushBatch)
+	TriggerReplay  = core.TriggerReplay  // read back from the batcher's spill
 )
 
 // Producer is a source of messages. The producer stage calls Run once per
@@ -216,3 +217,41 @@ type DeadLetteredError = core.DeadLetteredError
 // IsDeadLettered reports whether err says a dead-letter destination holds
 // the message.
 func IsDeadLettered(err error) bool { return core.IsDeadLettered(err) }
+
+// Outage says what a batcher does while its sink fails batches with errors
+// that may pass: OutageFail (the zero value: its RetryPolicy, then fail),
+// OutageBlock (retry without a budget with capped back-off, holding
+// back-pressure: for pull sources, which keep the data) or OutageSpill (a
+// local write-ahead log, acknowledged as held and replayed in order: for
+// push sources, which cannot wait).
+type Outage = core.Outage
+
+// The outage policies.
+const (
+	OutageFail  = core.OutageFail
+	OutageBlock = core.OutageBlock
+	OutageSpill = core.OutageSpill
+)
+
+// PermanentError marks an error retrying cannot fix (bad data, a record too
+// large): OutageBlock and OutageSpill do not retry it, and HandleFailed can
+// dead-letter the message. Make one with Permanent.
+type PermanentError = core.PermanentError
+
+// Permanent marks err as permanent; nil stays nil.
+func Permanent(err error) error { return core.Permanent(err) }
+
+// IsPermanent reports whether err says retrying cannot fix it: it (or an
+// error it wraps) has a Permanent() bool method returning true, or it is a
+// *PanicError.
+func IsPermanent(err error) bool { return core.IsPermanent(err) }
+
+// SpillConfig configures a batcher's spill for OutageSpill: Dir (one per
+// batcher), MaxBytes (default 1 GiB; a full spill holds the batcher back
+// until there is room), and Encode/Decode for a message's Data. Replayed
+// messages carry Data only: their source was acknowledged when they were
+// held.
+type SpillConfig[T any] = core.SpillConfig[T]
+
+// SpillStats counts what a batcher's spill did (BatcherStats.Spill).
+type SpillStats = core.SpillStats

@@ -54,7 +54,8 @@ type ProducerSpec[T any] struct {
 	// Emitter. Default 1; above 1 the producer must be safe for concurrent use.
 	Concurrency int
 	// BufferSize is how many messages the stage holds that processors have
-	// not asked for yet. Default 10,000.
+	// not asked for yet, at most MaxBufferSize. Default 10,000. Its storage
+	// grows as bursts need it.
 	BufferSize int
 	// Keep is what a full buffer does: KeepLast (default) drops the oldest,
 	// KeepFirst the newest, Block makes the producer wait.
@@ -110,6 +111,16 @@ type BatcherSpec[T any] struct {
 	// Retry re-runs failed batches (or their failed messages) before the
 	// messages count as failed. The zero value never retries.
 	Retry stages.RetryPolicy
+	// Outage says what the batcher does while its sink fails batches with
+	// transient errors: OutageFail (default: Retry, then fail), OutageBlock
+	// (retry without a budget, holding back-pressure; for pull sources) or
+	// OutageSpill (to a local write-ahead log, replayed in order; for push
+	// sources).
+	Outage stages.Outage
+	// Spill configures OutageSpill's write-ahead log: its directory (one per
+	// batcher), size bound and how Data is encoded and decoded. Required
+	// with OutageSpill.
+	Spill stages.SpillConfig[T]
 }
 
 // Defaults.
@@ -119,6 +130,9 @@ const (
 	DefaultBatchSize       = 100
 	DefaultBatchTimeout    = time.Second
 	DefaultShutdownTimeout = 30 * time.Second
+	// MaxBufferSize bounds BufferSize. The buffer's storage grows with use,
+	// so a large bound costs memory only when a burst fills it.
+	MaxBufferSize = 1 << 24
 )
 
 // withDefaults returns a copy of s with zero values replaced by defaults.
@@ -196,8 +210,8 @@ func (s Spec[T]) validate() error {
 	if p.Concurrency < 1 {
 		bad("Producer.Concurrency", "must be > 0, got %d", p.Concurrency)
 	}
-	if p.BufferSize < 1 {
-		bad("Producer.BufferSize", "must be > 0, got %d", p.BufferSize)
+	if p.BufferSize < 1 || p.BufferSize > MaxBufferSize {
+		bad("Producer.BufferSize", "must be between 1 and %d, got %d", MaxBufferSize, p.BufferSize)
 	}
 	if p.Keep > stages.Block {
 		bad("Producer.Keep", "must be KeepLast, KeepFirst or Block, got %v", p.Keep)
@@ -235,6 +249,13 @@ func (s Spec[T]) validate() error {
 		}
 		if b.Handle == nil {
 			bad(f("Handle"), "is required, got nil")
+		}
+		if b.Outage > stages.OutageSpill {
+			bad(f("Outage"), "must be OutageFail, OutageBlock or OutageSpill, got %v", b.Outage)
+		}
+		if sp := b.Spill; b.Outage == stages.OutageSpill && (sp.Dir == "" || sp.Encode == nil || sp.Decode == nil || sp.MaxBytes < 0) {
+			bad(f("Spill"), "needs Dir, Encode and Decode (and MaxBytes >= 0) with OutageSpill, got dir %q, encode %v, decode %v, max %d",
+				sp.Dir, sp.Encode != nil, sp.Decode != nil, sp.MaxBytes)
 		}
 		if b.Retry.Attempts < 0 || b.Retry.Backoff < 0 || b.Retry.MaxBackoff < 0 {
 			bad(f("Retry"), "must not be negative, got %d attempts, backoff %v, max %v",

@@ -32,7 +32,7 @@ func TestValidateNamesEveryBadField(t *testing.T) {
 	for _, want := range []string{
 		`topology "tweets": invalid spec`,
 		"Producer.Producer is required, got nil",
-		"Producer.BufferSize must be > 0, got -1",
+		"Producer.BufferSize must be between 1 and 16777216, got -1",
 		"Producer.Keep must be KeepLast, KeepFirst or Block, got Keep(9)",
 		"Producer.RateLimit needs Messages > 0 and Interval > 0, got 5 per 0s",
 		"Processors.Concurrency must be > 0, got -2",

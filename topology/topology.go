@@ -52,7 +52,12 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 	}
 	for _, name := range sortedNames(s.Batchers) {
 		b := s.Batchers[name]
+		var sp *core.SpillConfig[T]
+		if b.Outage == stages.OutageSpill {
+			sp = &b.Spill
+		}
 		cfg.Batchers = append(cfg.Batchers, core.BatcherConfig[T]{
+			Spill:        sp,
 			Name:         name,
 			BatchSize:    b.BatchSize,
 			SizeFunc:     b.SizeFunc,
@@ -61,6 +66,7 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 			PartitionBy:  b.PartitionBy,
 			Handle:       b.Handle,
 			Retry:        b.Retry,
+			Outage:       b.Outage,
 		})
 	}
 	e, err := core.NewEngine(cfg)

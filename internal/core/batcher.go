@@ -5,6 +5,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/notify"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // RetryPolicy re-runs failed batches before their messages count as failed.
@@ -31,10 +35,7 @@ func (r RetryPolicy) wait(attempt int) time.Duration {
 	if maxD <= 0 {
 		maxD = 10 * time.Second
 	}
-	for i := 1; i < attempt && d < maxD; i++ {
-		d *= 2
-	}
-	return min(d, maxD)
+	return backoff.Exponential(d, maxD, attempt)
 }
 
 // openBatch is a batch being filled, then handled. It points into the
@@ -61,18 +62,19 @@ type batchKey struct {
 }
 
 // batcher groups one named batcher's messages into batches and runs its
-// batch processors. Processors add messages under mu, copying them into open
-// batches while they are still hot in the processor's cache; a batch that
-// fills up is handed to a batch processor by the processor that filled it,
-// and one that times out by the batcher's timer goroutine.
+// batch processors. Processors add pointers to their messages to open
+// batches under mu; a batch that closes (full, flushed, timed out, drained)
+// joins the queue of its partition (one queue when unpartitioned), which
+// batch processors take from in order. Nobody ever waits while holding mu:
+// a processor that finds too many closed batches queued waits for a batch
+// processor to take one after it has let go of mu, so one slow partition
+// holds back processors only once the backlog is full, and never holds the
+// lock that the other partitions need.
 type batcher[T any] struct {
-	e     *Engine[T]
-	index int
-	cfg   BatcherConfig[T]
-	outs  []chan *openBatch[T] // one shared, or one per partition
-	// sendMu[i] serializes hand-overs on outs[i]: it is taken before mu is
-	// released, so batches leave in the order they were closed.
-	sendMu []sync.Mutex
+	e      *Engine[T]
+	index  int
+	cfg    BatcherConfig[T]
+	policy batchPolicy
 	pool   sync.Pool
 
 	mu      sync.Mutex
@@ -80,7 +82,15 @@ type batcher[T any] struct {
 	last    *openBatch[T] // most recently used open batch
 	nextDue time.Time     // zero: timer not armed
 	timer   *time.Timer
-	closing bool          // close has begun: the timer goroutine flushes nothing more
+	closing bool // close has begun: the timer goroutine flushes nothing more
+	// queues[i] holds the closed batches of partition i (or all, unpartitioned)
+	// not yet taken by a batch processor, oldest first; ready[i] wakes the
+	// batch processors of queue i, taken wakes processors waiting for room.
+	queues  [][]*openBatch[T]
+	queued  int // batches in all queues
+	ready   []notify.Notifier
+	taken   notify.Notifier
+	drained bool          // close flushed everything: batch processors end on empty queues
 	quit    chan struct{} // closed by close: the timer goroutine returns
 	timerOK chan struct{} // closed when the timer goroutine has returned
 
@@ -95,7 +105,37 @@ type batcher[T any] struct {
 	failed        atomic.Int64
 	sizes         *Histogram
 	latency       *Histogram
-	panicLog      logLimiter
+	panicLog      ratelog.Limiter
+	outageLog     ratelog.Limiter
+	blocked       atomic.Bool // OutageBlock: a batch is being retried
+	spill         *spiller[T] // OutageSpill
+	spillFull     atomic.Bool // the spill refused a batch: held back until room
+}
+
+// openSpill opens the batcher's spill, for OutageSpill.
+func (b *batcher[T]) openSpill() error {
+	if b.cfg.Outage != OutageSpill || b.cfg.Spill == nil {
+		return nil
+	}
+	s, err := openSpill(b, *b.cfg.Spill)
+	if err != nil {
+		return err
+	}
+	b.spill = s
+	if n := s.log.Len(); n > 0 {
+		b.e.cfg.Logger.Info("stages: spill holds records from an earlier run; replaying them first",
+			"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "records", n)
+	}
+	return nil
+}
+
+// closeSpill closes the spill once Run is done with it.
+func (b *batcher[T]) closeSpill() {
+	if b.spill != nil {
+		if err := b.spill.log.Close(); err != nil {
+			b.e.cfg.Logger.Error("stages: spill: close", "batcher", b.cfg.Name, "err", err)
+		}
+	}
 }
 
 func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T] {
@@ -109,15 +149,14 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 		sizes:   NewSizeHistogram(),
 		latency: NewLatencyHistogram(),
 		bpState: make([]atomic.Int32, cfg.Concurrency),
+		policy:  batchPolicy{size: cfg.BatchSize, sized: cfg.SizeFunc != nil, timeout: cfg.BatchTimeout},
 	}
 	n := 1
 	if cfg.PartitionBy != nil {
 		n = cfg.Concurrency
 	}
-	for range n {
-		b.outs = append(b.outs, make(chan *openBatch[T]))
-	}
-	b.sendMu = make([]sync.Mutex, n)
+	b.queues = make([][]*openBatch[T], n)
+	b.ready = make([]notify.Notifier, n)
 	size := cfg.BatchSize
 	if cfg.SizeFunc != nil {
 		size = 16
@@ -130,13 +169,21 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 	b.timer = time.NewTimer(time.Hour)
 	b.timer.Stop()
 	wg.Go(func() { b.runTimer(ctx) })
+	var bps sync.WaitGroup
 	for i := range b.cfg.Concurrency {
-		out := b.outs[0]
+		q := 0
 		if b.cfg.PartitionBy != nil {
-			out = b.outs[i]
+			q = i
 		}
 		wctx := withWorker(ctx, Worker{Batcher: b.cfg.Name, Index: i})
-		wg.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), out) })
+		bps.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), q) })
+	}
+	wg.Go(bps.Wait)
+	if b.spill != nil {
+		// The replay drains once the batch processors are done: nothing is
+		// appended to the spill after that.
+		wg.Go(func() { b.spill.run(ctx) })
+		wg.Go(func() { bps.Wait(); b.spill.drain() })
 	}
 }
 
@@ -153,11 +200,8 @@ func (b *batcher[T]) runTimer(ctx context.Context) {
 				return
 			}
 			b.nextDue = time.Time{}
-			ok := b.flushDue(ctx, time.Now())
+			b.flushDue(time.Now())
 			b.mu.Unlock()
-			if !ok {
-				return
-			}
 		case <-b.quit:
 			return
 		case <-ctx.Done():
@@ -166,26 +210,23 @@ func (b *batcher[T]) runTimer(ctx context.Context) {
 	}
 }
 
-// close flushes every open batch (trigger drain) and ends the batch
-// processors once they have handled them. It is called once, after the last
-// processor stopped. The timer goroutine may be flushing a batch at that
-// moment: close waits for it to return before it closes the channels that
-// batch goes out on.
-func (b *batcher[T]) close(ctx context.Context) {
+// close flushes every open batch (trigger drain) and lets the batch
+// processors end once they have handled everything queued. It is called
+// once, after the last processor stopped.
+func (b *batcher[T]) close() {
 	b.mu.Lock()
 	b.closing = true
 	b.timer.Stop()
 	for _, ob := range b.open {
-		if !b.flushLocked(ctx, ob, TriggerDrain) {
-			break
-		}
+		b.flushLocked(ob, TriggerDrain)
+	}
+	b.drained = true
+	for i := range b.ready {
+		b.ready[i].Broadcast()
 	}
 	b.mu.Unlock()
 	close(b.quit)
 	<-b.timerOK
-	for _, o := range b.outs {
-		close(o)
-	}
 }
 
 // measure runs the size and partition functions on r's message and
@@ -197,7 +238,7 @@ func (b *batcher[T]) measure(r *ref[T]) (ok bool) {
 			perr := newPanicError(v)
 			r.m.Fail(perr)
 			ok = false
-			if allowed, n := b.panicLog.allow(1); allowed {
+			if allowed, n := b.panicLog.Allow(1); allowed {
 				b.e.cfg.Logger.Error("stages: batcher SizeFunc or PartitionBy panicked; message failed",
 					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", n, "panic", v, "stack", string(perr.Stack))
 			}
@@ -229,15 +270,11 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 			ob = b.open[batchKey{m.batchKey, part}]
 		}
 		size := 1
-		if b.cfg.SizeFunc != nil {
+		if b.policy.sized {
 			size = int(refs[i].size)
-			if ob != nil && len(ob.msgs) > 0 && ob.size+size > b.cfg.BatchSize {
-				if !b.flushLocked(ctx, ob, TriggerSize) {
-					return false
-				}
-				// b.mu was released while the batch was handed over: another
-				// processor may have opened a batch for this key. Look again.
-				continue
+			if ob != nil && b.policy.overflows(fill{len(ob.msgs), ob.size}, size) {
+				b.flushLocked(ob, TriggerSize)
+				continue // opens the next batch for this key
 			}
 		}
 		if ob == nil {
@@ -246,15 +283,16 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 			}
 			ob = b.pool.Get().(*openBatch[T])
 			ob.key, ob.partition, ob.size = m.batchKey, part, 0
-			ob.deadline = now.Add(b.cfg.BatchTimeout)
+			ob.deadline = b.policy.deadline(now)
 			b.open[batchKey{m.batchKey, part}] = ob
 			b.arm(ob.deadline, now)
 		}
 		b.last = ob
 		j := i + 1
-		if b.cfg.SizeFunc == nil && b.cfg.PartitionBy == nil {
+		if !b.policy.sized && b.cfg.PartitionBy == nil {
 			// Take the run of messages with this batch key that fits.
-			for room := i + b.cfg.BatchSize - len(ob.msgs); j < len(refs) && j < room && refs[j].m.batchKey == ob.key && !refs[j-1].m.flush; j++ {
+			room := i + b.policy.room(fill{len(ob.msgs), ob.size})
+			for ; j < len(refs) && j < room && refs[j].m.batchKey == ob.key && !refs[j-1].m.flush; j++ {
 			}
 			size = j - i
 		}
@@ -268,16 +306,11 @@ func (b *batcher[T]) add(ctx context.Context, refs []ref[T]) bool {
 		}
 		ob.size += size
 		i = j
-		if t := TriggerSize; ob.size >= b.cfg.BatchSize || refs[j-1].m.flush {
-			if ob.size < b.cfg.BatchSize {
-				t = TriggerFlush
-			}
-			if !b.flushLocked(ctx, ob, t) {
-				return false
-			}
+		if t, ok := b.policy.closes(fill{len(ob.msgs), ob.size}, refs[j-1].m.flush); ok {
+			b.flushLocked(ob, t)
 		}
 	}
-	return true
+	return b.waitForRoom(ctx)
 }
 
 // arm makes the timer fire by due. b.mu must be held.
@@ -290,13 +323,11 @@ func (b *batcher[T]) arm(due, now time.Time) {
 }
 
 // flushDue hands over the batches whose deadline passed. b.mu must be held.
-func (b *batcher[T]) flushDue(ctx context.Context, now time.Time) bool {
+func (b *batcher[T]) flushDue(now time.Time) {
 	var next time.Time
 	for _, ob := range b.open {
-		if !ob.deadline.After(now) {
-			if !b.flushLocked(ctx, ob, TriggerTimeout) {
-				return false
-			}
+		if b.policy.due(ob.deadline, now) {
+			b.flushLocked(ob, TriggerTimeout)
 		} else if next.IsZero() || ob.deadline.Before(next) {
 			next = ob.deadline
 		}
@@ -304,13 +335,11 @@ func (b *batcher[T]) flushDue(ctx context.Context, now time.Time) bool {
 	if !next.IsZero() {
 		b.arm(next, now)
 	}
-	return true
 }
 
-// flushLocked closes ob and hands it to a batch processor, waiting for one
-// to be free. b.mu must be held; it is released while waiting and held again
-// on return.
-func (b *batcher[T]) flushLocked(ctx context.Context, ob *openBatch[T], t Trigger) bool {
+// flushLocked closes ob and queues it for a batch processor. b.mu must be
+// held; flushLocked never waits.
+func (b *batcher[T]) flushLocked(ob *openBatch[T], t Trigger) {
 	delete(b.open, batchKey{ob.key, ob.partition})
 	if b.last == ob {
 		b.last = nil
@@ -320,20 +349,68 @@ func (b *batcher[T]) flushLocked(ctx context.Context, ob *openBatch[T], t Trigge
 	if b.cfg.PartitionBy != nil {
 		i = ob.partition
 	}
-	b.sendMu[i].Lock()
-	b.mu.Unlock()
-	defer b.mu.Lock()
-	defer b.sendMu[i].Unlock()
-	select {
-	case b.outs[i] <- ob:
-		return true
-	case <-ctx.Done():
-		return false
+	b.queues[i] = append(b.queues[i], ob)
+	b.queued++
+	b.ready[i].Broadcast()
+}
+
+// waitForRoom waits, with b.mu released, while more closed batches are
+// queued than there are queues: each queue may hold one batch beyond those
+// being handled. It is how a batcher whose sink is slow holds its
+// processors back. b.mu must be held; it is held again on return. It
+// reports false if the topology was stopped hard.
+func (b *batcher[T]) waitForRoom(ctx context.Context) bool {
+	for b.queued > len(b.queues) {
+		ch := b.taken.Wait()
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			b.mu.Lock()
+			return false
+		}
+		b.mu.Lock()
 	}
+	return true
+}
+
+// next takes the oldest batch of queue q, waiting for one; it returns nil
+// once the batcher is drained and the queue empty, or ctx ended.
+func (b *batcher[T]) next(ctx context.Context, q int) *openBatch[T] {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.queues[q]) == 0 || ctx.Err() != nil {
+		// After a hard stop queued batches are left unhandled (counted as
+		// not acknowledged), not failed: a failure there would only say
+		// that the topology stopped.
+		if b.drained || ctx.Err() != nil {
+			return nil
+		}
+		ch := b.ready[q].Wait()
+		b.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			b.mu.Lock()
+			return nil
+		}
+		b.mu.Lock()
+	}
+	ob := b.queues[q][0]
+	b.queues[q][0] = nil
+	b.queues[q] = b.queues[q][1:]
+	b.queued--
+	b.taken.Broadcast()
+	return ob
 }
 
 func (b *batcher[T]) stats() BatcherStats {
+	var sp *SpillStats
+	if b.spill != nil {
+		sp = b.spill.stats()
+	}
 	return BatcherStats{
+		Spill:         sp,
 		Name:          b.cfg.Name,
 		Concurrency:   b.cfg.Concurrency,
 		Received:      b.received.Load(),
@@ -341,6 +418,7 @@ func (b *batcher[T]) stats() BatcherStats {
 		Batches:       b.batches.Load(),
 		BatchesFailed: b.batchesFailed.Load(),
 		Retries:       b.retries.Load(),
+		Blocked:       b.blocked.Load() || b.spillFull.Load(),
 		Missing:       b.missing.Load(),
 		Acked:         b.acked.Load(),
 		Failed:        b.failed.Load(),
@@ -361,28 +439,24 @@ type batchProcessor[T any] struct {
 	settler settler[T]
 }
 
-func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, in <-chan *openBatch[T]) {
+func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, q int) {
 	bp := &batchProcessor[T]{b: b, ctx: ctx, state: state}
 	bp.settler.init(b.e)
 	for {
-		select {
-		case ob, ok := <-in:
-			if !ok {
-				return
-			}
-			bp.process(ob)
-			n := len(ob.msgs)
-			for _, h := range ob.holds {
-				b.e.release(h.c, h.n)
-			}
-			clear(ob.holds)
-			clear(ob.msgs)
-			ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
-			b.pool.Put(ob)
-			b.pending.Add(-int64(n))
-		case <-ctx.Done():
+		ob := b.next(ctx, q)
+		if ob == nil {
 			return
 		}
+		bp.process(ob)
+		n := len(ob.msgs)
+		for _, h := range ob.holds {
+			b.e.release(h.c, h.n)
+		}
+		clear(ob.holds)
+		clear(ob.msgs)
+		ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
+		b.pool.Put(ob)
+		b.pending.Add(-int64(n))
 	}
 }
 
@@ -395,26 +469,45 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		bp.set = append(bp.set, int32(i))
 	}
 	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
-	retry := b.cfg.Retry
+	if b.spill != nil && b.spill.pending() {
+		// Earlier batches wait in the spill: this one joins them, in order.
+		bp.holdOrWait(msgs, bp.set, info)
+		bp.state.set(workerAcking)
+		bp.settler.settle(bp.ctx, msgs, b)
+		bp.state.set(workerIdle)
+		return
+	}
+	retry, block := b.cfg.Retry, b.cfg.Outage == OutageBlock
 	for attempt := 1; ; attempt++ {
 		info.Attempt = attempt
 		bp.attempt(msgs, info)
-		if attempt >= retry.Attempts {
+		if !block && attempt >= retry.Attempts {
 			break
 		}
 		// Keep the failed, retryable messages for the next attempt.
 		j := 0
+		var last error
 		for _, s := range bp.set {
-			if err := msgs[s].err; err != nil && (retry.Retryable == nil || retry.Retryable(err)) {
+			if err := msgs[s].err; err != nil && b.retryable(err) {
 				bp.set[j] = s
 				j++
+				last = err
 			}
 		}
 		bp.set = bp.set[:j]
 		if j == 0 {
 			break
 		}
-		if sleep(bp.ctx, retry.wait(attempt), nil) != nil {
+		wait := retry.wait(attempt)
+		if block {
+			b.blocked.Store(true)
+			if ok, n := b.outageLog.Allow(1); ok {
+				b.e.cfg.Logger.Warn("stages: sink failing, batch held and retried",
+					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", j, "attempt", attempt,
+					"next_in", wait, "retries", n, "err", last)
+			}
+		}
+		if backoff.Sleep(bp.ctx, wait, nil) != nil {
 			break
 		}
 		for _, s := range bp.set {
@@ -422,9 +515,102 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 		}
 		b.retries.Add(1)
 	}
+	if b.spill != nil {
+		var transient []int32
+		for i, m := range msgs {
+			if m.err != nil && !IsPermanent(m.err) {
+				m.err = nil
+				transient = append(transient, int32(i))
+			}
+		}
+		if len(transient) > 0 {
+			bp.holdOrWait(msgs, transient, info)
+		}
+	}
+	if block && b.blocked.Load() {
+		if !bp.anyFailed(msgs) {
+			b.blocked.Store(false)
+			b.e.cfg.Logger.Info("stages: sink takes batches again", "topology", b.e.cfg.Name, "batcher", b.cfg.Name)
+		}
+	}
 	bp.state.set(workerAcking)
 	bp.settler.settle(bp.ctx, msgs, b)
 	bp.state.set(workerIdle)
+}
+
+// holdOrWait puts the messages all[i] for i in want into the spill,
+// acknowledged as held. If the spill refuses them (full, or a disk error)
+// it holds the batch back as OutageBlock would, trying the sink (when no
+// spilled batch is waiting ahead of them) and the spill in turn with capped
+// back-off, until one takes each message or the topology stops hard; they
+// then stay failed with the spill's error.
+func (bp *batchProcessor[T]) holdOrWait(all []*Message[T], want []int32, info BatchInfo) {
+	b := bp.b
+	pick := func() []*Message[T] {
+		sub := make([]*Message[T], len(want))
+		for i, s := range want {
+			sub[i] = all[s]
+		}
+		return sub
+	}
+	err := b.spill.hold(pick())
+	for attempt := 1; err != nil; attempt++ {
+		b.spillFull.Store(true)
+		for _, s := range want {
+			if all[s].err == nil {
+				all[s].err = err
+			}
+		}
+		if ok, n := b.outageLog.Allow(1); ok {
+			b.e.cfg.Logger.Error("stages: spill refuses a batch; holding it back",
+				"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "messages", len(want), "times", n, "err", err)
+		}
+		if backoff.Sleep(bp.ctx, b.cfg.Retry.wait(attempt), nil) != nil {
+			break
+		}
+		if !b.spill.pending() {
+			bp.set = bp.set[:0]
+			for _, s := range want {
+				if !IsPermanent(all[s].err) {
+					all[s].err = nil
+					bp.set = append(bp.set, s)
+				}
+			}
+			info.Attempt++
+			bp.attempt(all, info)
+		}
+		next := make([]int32, 0, len(want))
+		for _, s := range want {
+			if m := all[s]; m.err != nil && !IsPermanent(m.err) {
+				m.err = nil
+				next = append(next, s)
+			}
+		}
+		if want = next; len(want) == 0 {
+			break
+		}
+		err = b.spill.hold(pick())
+	}
+	b.spillFull.Store(false)
+}
+
+// retryable reports whether a message failed with err is tried again:
+// RetryPolicy.Retryable decides if set; with OutageBlock every failure but
+// a permanent one is.
+func (b *batcher[T]) retryable(err error) bool {
+	if b.cfg.Retry.Retryable != nil {
+		return b.cfg.Retry.Retryable(err)
+	}
+	return b.cfg.Outage != OutageBlock || !IsPermanent(err)
+}
+
+func (bp *batchProcessor[T]) anyFailed(msgs []*Message[T]) bool {
+	for _, m := range msgs {
+		if m.err != nil && !IsPermanent(m.err) {
+			return true
+		}
+	}
+	return false
 }
 
 // attempt calls the handler on the messages of bp.set and records each
@@ -500,14 +686,18 @@ func (bp *batchProcessor[T]) failMissing(msgs []*Message[T], got []*Message[T]) 
 	}
 }
 
-func (bp *batchProcessor[T]) call(batch *Batch[T]) (err error) {
+func (bp *batchProcessor[T]) call(batch *Batch[T]) error { return bp.b.callHandler(bp.ctx, batch) }
+
+// callHandler runs the batch handler, turning a panic into the batch's
+// error.
+func (b *batcher[T]) callHandler(ctx context.Context, batch *Batch[T]) (err error) {
 	defer func() {
 		if v := recover(); v != nil {
 			perr := newPanicError(v)
 			err = perr
-			bp.b.e.cfg.Logger.Error("stages: batch handler panicked; batch failed",
-				"topology", bp.b.e.cfg.Name, "batcher", bp.b.cfg.Name, "size", len(batch.Messages), "panic", v, "stack", string(perr.Stack))
+			b.e.cfg.Logger.Error("stages: batch handler panicked; batch failed",
+				"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "size", len(batch.Messages), "panic", v, "stack", string(perr.Stack))
 		}
 	}()
-	return bp.b.cfg.Handle(bp.ctx, batch)
+	return b.cfg.Handle(ctx, batch)
 }

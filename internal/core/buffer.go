@@ -7,6 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/notify"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // RateLimit allows at most Messages messages per Interval out of the
@@ -90,9 +94,9 @@ type Buffer[T any] struct {
 	// ring.
 	inbox [][]Message[T]
 
-	demand      notifier // demand may have grown: producers in Demand look again
-	space       notifier // room may have freed: Block emitters look again
-	rateChanged notifier // the rate limit changed or was lifted
+	demand      notify.Notifier // demand may have grown: producers in Demand look again
+	space       notify.Notifier // room may have freed: Block emitters look again
+	rateChanged notify.Notifier // the rate limit changed or was lifted
 
 	rate        RateLimit
 	windowStart time.Time
@@ -105,8 +109,8 @@ type Buffer[T any] struct {
 	failed   atomic.Int64
 	onDrop   func([]Message[T])
 	logger   *slog.Logger
-	dropLog  logLimiter
-	panicLog logLimiter
+	dropLog  ratelog.Limiter
+	panicLog ratelog.Limiter
 }
 
 // NewBuffer returns a buffer for cfg, which must be valid (Size and
@@ -123,7 +127,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		onDrop:      cfg.OnDrop,
 		onDemand:    cfg.OnDemand,
 		logger:      cfg.Logger,
-		dropLog:     logLimiter{every: cfg.DropLogInterval},
+		dropLog:     ratelog.Limiter{Every: cfg.DropLogInterval},
 	}
 	for i := range b.wake {
 		b.wake[i] = make(chan struct{}, 1)
@@ -138,7 +142,7 @@ func NewBuffer[T any](cfg BufferConfig[T]) *Buffer[T] {
 		b.rings = []ring[T]{newRing[T](cfg.Size)}
 	}
 	for i := range b.rings {
-		b.capacity += len(b.rings[i].buf)
+		b.capacity += b.rings[i].capacity
 	}
 	return b
 }
@@ -164,8 +168,8 @@ func (b *Buffer[T]) Ask(id, n int) {
 // announceDemandLocked wakes producers waiting in Demand if there is demand
 // for them. b.mu must be held.
 func (b *Buffer[T]) announceDemandLocked() {
-	if b.demand.ch != nil && b.unmetDemand() > 0 {
-		b.demand.broadcast()
+	if b.demand.Waiting() && b.unmetDemand() > 0 {
+		b.demand.Broadcast()
 	}
 }
 
@@ -191,9 +195,9 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			if b.rateActive() {
 				var wait time.Duration
 				if k, wait = b.allowLocked(k); k == 0 {
-					changed := b.rateChanged.wait()
+					changed := b.rateChanged.Wait()
 					b.mu.Unlock()
-					if err := sleep(ctx, wait, changed); err != nil {
+					if err := backoff.Sleep(ctx, wait, changed); err != nil {
 						return dst, err
 					}
 					continue
@@ -204,7 +208,7 @@ func (b *Buffer[T]) Take(ctx context.Context, id int, dst []Message[T]) ([]Messa
 			b.total -= k
 			b.buffered -= k
 			b.delivered += int64(k)
-			b.space.broadcast()
+			b.space.Broadcast()
 			b.announceDemandLocked()
 			if r.n > 0 {
 				b.wakeConsumers()
@@ -291,8 +295,8 @@ func (b *Buffer[T]) Stop() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.stopping = true
-	b.rateChanged.broadcast()
-	b.demand.broadcast()
+	b.rateChanged.Broadcast()
+	b.demand.Broadcast()
 }
 
 // Close stops the buffer taking input: emitters get ErrClosed, and Take
@@ -304,16 +308,15 @@ func (b *Buffer[T]) Close() {
 		return
 	}
 	b.closed = true
-	b.stopping = true
 	for _, id := range b.waiting {
 		b.isWaiting[id] = false
 		b.signal(id)
 	}
 	b.waiting = b.waiting[:0]
-	b.demand.broadcast()
-	b.space.broadcast()
-	b.rateChanged.broadcast()
-	if n := b.dropLog.flush(); n > 0 && b.logger != nil {
+	b.demand.Broadcast()
+	b.space.Broadcast()
+	b.rateChanged.Broadcast()
+	if n := b.dropLog.Flush(); n > 0 && b.logger != nil {
 		b.logger.Warn("stages: producer buffer full, messages dropped",
 			"dropped", n, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 	}
@@ -332,7 +335,7 @@ func (b *Buffer[T]) SetRateLimit(r RateLimit) error {
 	b.rate = r
 	b.windowStart = time.Time{}
 	b.windowUsed = 0
-	b.rateChanged.broadcast()
+	b.rateChanged.Broadcast()
 	b.announceDemandLocked()
 	return nil
 }
@@ -381,11 +384,11 @@ func (b *Buffer[T]) unmetDemand() int {
 	var need, room int
 	if b.partition == nil {
 		need = b.total - b.buffered
-		room = len(b.rings[0].buf) - b.buffered
+		room = b.rings[0].room()
 	} else {
 		for i := range b.rings {
 			need += max(0, b.outstanding[i]-b.rings[i].n)
-			room += len(b.rings[i].buf) - b.rings[i].n
+			room += b.rings[i].room()
 		}
 	}
 	n := min(need, room)
@@ -411,7 +414,10 @@ func (b *Buffer[T]) rateLeft(now time.Time) int {
 // rateReopens is how long until the rate limit lets more out, when it is
 // what holds demand back; 0 otherwise. b.mu must be held.
 func (b *Buffer[T]) rateReopens(now time.Time) time.Duration {
-	if !b.rateActive() || b.windowStart.IsZero() || b.rateLeft(now) > b.buffered+b.promised {
+	if !b.rateActive() || b.windowStart.IsZero() || now.Sub(b.windowStart) >= b.rate.Interval ||
+		b.rateLeft(now) > b.buffered+b.promised {
+		// No window running, or it is over and the next one starts with
+		// the next Take, which wakes the producers.
 		return 0
 	}
 	return max(b.windowStart.Add(b.rate.Interval).Sub(now), time.Nanosecond)
@@ -477,7 +483,7 @@ func (b *Buffer[T]) allowLocked(k int) (int, time.Duration) {
 		b.windowStart = now
 		b.windowUsed = 0
 		// Producers waiting in Demand time their next look by the window.
-		b.demand.broadcast()
+		b.demand.Broadcast()
 	}
 	left := b.rate.Messages - b.windowUsed
 	if left <= 0 {
@@ -495,7 +501,7 @@ func (b *Buffer[T]) partitionOf(m *Message[T]) (p int, err error) {
 		if v := recover(); v != nil {
 			p, err = 0, newPanicError(v)
 			b.failed.Add(1)
-			if ok, n := b.panicLog.allow(1); ok && b.logger != nil {
+			if ok, n := b.panicLog.Allow(1); ok && b.logger != nil {
 				b.logger.Error("stages: processor PartitionBy panicked; message failed and sent to partition 0",
 					"panics", n, "panic", v, "stack", string(err.(*PanicError).Stack))
 			}
@@ -515,42 +521,52 @@ func (b *Buffer[T]) reportDrops(dropped []Message[T]) {
 	if b.logger == nil {
 		return
 	}
-	if ok, count := b.dropLog.allow(n); ok {
+	if ok, count := b.dropLog.Allow(n); ok {
 		b.logger.Warn("stages: producer buffer full, messages dropped",
 			"dropped", count, "total_dropped", b.dropped.Load(), "keep", b.keep.String())
 	}
 }
 
-// sleep waits for d, for ctx to end (returning its error) or for wake to be
-// closed, whichever comes first. A nil wake never fires.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-wake:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// ring is a fixed-capacity FIFO of messages.
+// ring is a bounded FIFO of messages. Its storage starts small and doubles
+// as it fills, up to capacity, so a large BufferSize costs memory only when
+// a burst actually needs it.
 type ring[T any] struct {
-	buf     []Message[T]
-	head, n int
+	buf      []Message[T]
+	head, n  int
+	capacity int
 }
 
-func newRing[T any](capacity int) ring[T] { return ring[T]{buf: make([]Message[T], capacity)} }
+// ringStart is the most slots a ring allocates before it is needed.
+const ringStart = 1024
 
-func (r *ring[T]) full() bool { return r.n == len(r.buf) }
+func newRing[T any](capacity int) ring[T] {
+	return ring[T]{buf: make([]Message[T], min(capacity, ringStart)), capacity: capacity}
+}
+
+func (r *ring[T]) full() bool { return r.n == r.capacity }
+
+// room is how many more messages the ring takes.
+func (r *ring[T]) room() int { return r.capacity - r.n }
+
+// grow makes storage for at least need messages (at most capacity),
+// keeping their order.
+func (r *ring[T]) grow(need int) {
+	if need <= len(r.buf) {
+		return
+	}
+	size := len(r.buf)
+	for size < need {
+		size *= 2
+	}
+	buf := make([]Message[T], min(size, r.capacity))
+	k := copy(buf, r.buf[r.head:min(r.head+r.n, len(r.buf))])
+	copy(buf[k:], r.buf[:r.n-k])
+	r.buf, r.head = buf, 0
+}
 
 // push appends m and returns a pointer to the stored copy.
 func (r *ring[T]) push(m Message[T]) *Message[T] {
+	r.grow(r.n + 1)
 	i := r.head + r.n
 	if i >= len(r.buf) {
 		i -= len(r.buf)
@@ -562,7 +578,8 @@ func (r *ring[T]) push(m Message[T]) *Message[T] {
 
 // pushAll appends as many of msgs as fit and returns how many did.
 func (r *ring[T]) pushAll(msgs []Message[T]) int {
-	k := min(len(msgs), len(r.buf)-r.n)
+	k := min(len(msgs), r.capacity-r.n)
+	r.grow(r.n + k)
 	done := 0
 	for done < k {
 		i := r.head + r.n
@@ -592,8 +609,8 @@ func (r *ring[T]) popFront() Message[T] {
 }
 
 // popInto moves the k oldest messages to the end of dst. The slots are not
-// cleared: a full buffer holds Size messages anyway, so stale ones never
-// raise the memory bound, and they are overwritten as the ring turns.
+// cleared: the storage was needed once and stale messages in it never raise
+// the memory bound; they are overwritten as the ring turns.
 func (r *ring[T]) popInto(dst []Message[T], k int) []Message[T] {
 	for k > 0 {
 		end := min(r.head+k, len(r.buf))

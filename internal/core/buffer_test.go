@@ -324,3 +324,45 @@ func TestBufferSharesFewMessagesAmongWaiters(t *testing.T) {
 		}
 	})
 }
+
+// The ring allocates as bursts need it, keeps FIFO order across growth and
+// never holds more than its capacity.
+func TestRingGrowsOnDemand(t *testing.T) {
+	r := newRing[int](5000)
+	if len(r.buf) != ringStart {
+		t.Fatalf("a new ring of 5000 allocated %d slots, want %d", len(r.buf), ringStart)
+	}
+	next, want := 0, 0
+	push := func(n int) {
+		batch := make([]Message[int], n)
+		for i := range batch {
+			batch[i].Data = next
+			next++
+		}
+		if k := r.pushAll(batch); k != n {
+			t.Fatalf("pushAll took %d of %d", k, n)
+		}
+	}
+	pop := func(n int) {
+		for _, m := range r.popInto(nil, n) {
+			if m.Data != want {
+				t.Fatalf("popped %d, want %d", m.Data, want)
+			}
+			want++
+		}
+	}
+	push(700)
+	pop(600) // head moves: the next growth must unwrap the ring
+	push(1000)
+	if len(r.buf) != 2048 {
+		t.Fatalf("storage %d after holding 1100, want 2048", len(r.buf))
+	}
+	push(3900)
+	if !r.full() || len(r.buf) != 5000 {
+		t.Fatalf("full %v, storage %d; want full at exactly the capacity", r.full(), len(r.buf))
+	}
+	if k := r.pushAll(make([]Message[int], 1)); k != 0 {
+		t.Fatalf("a full ring took %d more", k)
+	}
+	pop(5000)
+}

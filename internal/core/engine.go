@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // EngineConfig is a complete, validated description of a topology's stages.
@@ -59,6 +61,10 @@ type BatcherConfig[T any] struct {
 	PartitionBy func(*Message[T]) uint64
 	Handle      BatchHandler[T]
 	Retry       RetryPolicy
+	// Outage says what to do while the sink fails batches transiently.
+	Outage Outage
+	// Spill configures the write-ahead log of OutageSpill.
+	Spill *SpillConfig[T]
 }
 
 func (cfg EngineConfig[T]) check() error {
@@ -81,6 +87,9 @@ func (cfg EngineConfig[T]) check() error {
 			p.Concurrency, p.MaxDemand, p.MinDemand, p.Handle != nil)
 	}
 	for _, b := range cfg.Batchers {
+		if b.Outage == OutageSpill && (b.Spill == nil || b.Spill.Dir == "" || b.Spill.Encode == nil || b.Spill.Decode == nil) {
+			bad("batcher %q: OutageSpill needs a Spill with Dir, Encode and Decode", b.Name)
+		}
 		if b.BatchSize < 1 || b.BatchTimeout <= 0 || b.Concurrency < 1 || b.Handle == nil {
 			bad("batcher %q needs BatchSize > 0, BatchTimeout > 0, Concurrency > 0 and a Handle, got %d, %v, %d, %v",
 				b.Name, b.BatchSize, b.BatchTimeout, b.Concurrency, b.Handle != nil)
@@ -118,7 +127,7 @@ type Engine[T any] struct {
 	procState []atomic.Int32
 	producing atomic.Int32 // producer goroutines that have not returned
 
-	routeLog logLimiter // unknown batcher names
+	routeLog ratelog.Limiter // unknown batcher names
 }
 
 // What a worker is doing, for the report of a drain that timed out.
@@ -211,6 +220,19 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 	prodCtx, stopProducers := context.WithCancel(ctx)
 	defer stopProducers()
 
+	for i, b := range e.batchers {
+		if err := b.openSpill(); err != nil {
+			for _, o := range e.batchers[:i] {
+				o.closeSpill()
+			}
+			return fmt.Errorf("topology %q: %w", e.cfg.Name, err)
+		}
+	}
+	defer func() {
+		for _, b := range e.batchers {
+			b.closeSpill()
+		}
+	}()
 	var stagesWG sync.WaitGroup
 	for _, b := range e.batchers {
 		b.start(hard, &stagesWG)
@@ -222,7 +244,7 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 	stagesWG.Go(func() {
 		procWG.Wait()
 		for _, b := range e.batchers {
-			b.close(hard)
+			b.close()
 		}
 	})
 	stagesDone := make(chan struct{})
@@ -295,14 +317,20 @@ func (e *Engine[T]) Run(ctx context.Context) error {
 		}
 	}
 
+	var timeoutErr error
+	if timedOut {
+		timeoutErr = e.hardStop(hardStop, producersDone, stagesDone)
+	}
+	// Read the producers' error after the hard stop: one may fail while it
+	// is being stopped.
 	var errs []error
 	errMu.Lock()
 	if prodErr != nil {
 		errs = append(errs, prodErr)
 	}
 	errMu.Unlock()
-	if timedOut {
-		errs = append(errs, e.hardStop(hardStop, producersDone, stagesDone))
+	if timeoutErr != nil {
+		errs = append(errs, timeoutErr)
 	}
 	select {
 	case <-producersDone:

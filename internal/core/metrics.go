@@ -138,14 +138,16 @@ type ProcessorStats struct {
 type BatcherStats struct {
 	Name          string
 	Concurrency   int
-	Received      int64 // message copies routed to the batcher
-	Pending       int64 // message copies in open batches or waiting to be handled
-	Batches       int64 // handler calls, retries included
-	BatchesFailed int64 // handler calls that returned an error or panicked
-	Retries       int64 // retry attempts
-	Missing       int64 // messages handlers dropped from their batch
-	Acked         int64 // message copies the batcher's handler succeeded
-	Failed        int64 // message copies the batcher's handler failed
+	Received      int64       // message copies routed to the batcher
+	Pending       int64       // message copies in open batches or waiting to be handled
+	Batches       int64       // handler calls, retries included
+	BatchesFailed int64       // handler calls that returned an error or panicked
+	Retries       int64       // retry attempts
+	Missing       int64       // messages handlers dropped from their batch
+	Blocked       bool        // a batch the sink failed is being retried (OutageBlock, or a full spill)
+	Spill         *SpillStats // OutageSpill; nil otherwise
+	Acked         int64       // message copies the batcher's handler succeeded
+	Failed        int64       // message copies the batcher's handler failed
 	BatchSize     HistogramSnapshot
 	Latency       HistogramSnapshot // per handler call
 }

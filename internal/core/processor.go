@@ -139,7 +139,7 @@ func (p *processor[T]) failedHere(m *Message[T]) {
 	p.e.procFail.Add(1)
 	var ub *UnknownBatcherError
 	if errors.As(m.err, &ub) {
-		if ok, n := p.e.routeLog.allow(1); ok {
+		if ok, n := p.e.routeLog.Allow(1); ok {
 			p.e.cfg.Logger.Error("stages: message routed to an unknown batcher; failed",
 				"topology", p.e.cfg.Name, "batcher", ub.Name, "known", ub.Known, "messages", n)
 		}

@@ -145,7 +145,7 @@ func (e *Emitter[T]) demand(ctx context.Context, wait bool) (int, error) {
 		}
 		// Nothing to tell now. Wait for demand to grow, for the rate
 		// limit's next interval, or for another producer's lease to end.
-		ch := b.demand.wait()
+		ch := b.demand.Wait()
 		wait := b.nextDemandCheck(e)
 		b.mu.Unlock()
 		var tick <-chan time.Time
@@ -293,7 +293,7 @@ func (e *Emitter[T]) EmitAll(ctx context.Context, msgs []Message[T]) (n int, err
 				e.dropped = append(e.dropped, r.popFront())
 				b.buffered--
 			case Block:
-				ch := b.space.wait()
+				ch := b.space.Wait()
 				b.wakeConsumers()
 				b.mu.Unlock()
 				e.flushDrops()

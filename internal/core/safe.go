@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
-	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // PanicError is the error of a message (or batch) whose user callback
@@ -45,45 +43,6 @@ func safely(log *slog.Logger, what string, fn func(), attrs ...any) (ok bool) {
 	}()
 	fn()
 	return true
-}
-
-// logLimiter lets a repeated log line through at most once per interval and
-// counts what it held back, so a hot path can report trouble without
-// flooding the log.
-type logLimiter struct {
-	every time.Duration
-
-	mu       sync.Mutex
-	last     time.Time
-	withheld int64
-}
-
-// allow adds n occurrences and reports whether to log now, with how many
-// occurrences the line stands for (n plus those held back since the last).
-func (l *logLimiter) allow(n int64) (ok bool, count int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.withheld += n
-	now := time.Now()
-	every := l.every
-	if every <= 0 {
-		every = time.Second
-	}
-	if !l.last.IsZero() && now.Sub(l.last) < every {
-		return false, 0
-	}
-	l.last = now
-	count, l.withheld = l.withheld, 0
-	return true, count
-}
-
-// flush returns what was held back and forgets it.
-func (l *logLimiter) flush() int64 {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.withheld
-	l.withheld = 0
-	return n
 }
 
 // atomicState is what a worker is doing (workerIdle, workerHandling,

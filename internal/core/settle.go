@@ -141,12 +141,15 @@ func (s *settler[T]) group(ok, failed []*Message[T]) {
 // acknowledger only as the very same interface value (one boxed copy shared
 // by several messages); otherwise each is told of its own messages.
 func sameAcker[T any](a, b Acknowledger[T]) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
 	if *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b)) {
-		return true // the very same interface value: same type, same data word
+		return true // the very same interface value (both nil included)
 	}
+	return a != nil && b != nil && sameDynamic(a, b)
+}
+
+// sameDynamic compares two acknowledgers that are not the same interface
+// value, without letting == panic.
+func sameDynamic[T any](a, b Acknowledger[T]) bool {
 	ta := reflect.TypeOf(a)
 	if ta != reflect.TypeOf(b) {
 		return false

@@ -29,6 +29,8 @@ import (
 	"time"
 
 	"github.com/causeway-go/causeway/stages"
+
+	"github.com/causeway-go/causeway/internal/backoff"
 )
 
 // Document is the Metadata of every message a Producer emits: where and
@@ -277,7 +279,7 @@ func (p *Producer[T]) outcome(f *feedState[T], r response, ev *Event) (time.Dura
 		ev.Outcome, ev.Err = OutcomeNetwork, r.err
 		f.counters.network.Add(1)
 		f.networkErrs++
-		wait = linear(p.cfg.NetworkBackoff, f.networkErrs)
+		wait = backoff.Linear(p.cfg.NetworkBackoff.Initial, p.cfg.NetworkBackoff.Max, f.networkErrs)
 		p.cfg.Logger.Warn("poll: request failed", "feed", f.Name, "url", f.URL, "err", r.err, "retry_in", wait)
 	case r.status == http.StatusNotModified:
 		ev.Outcome = OutcomeNotModified
@@ -288,13 +290,13 @@ func (p *Producer[T]) outcome(f *feedState[T], r response, ev *Event) (time.Dura
 		ev.Outcome = OutcomeThrottled
 		f.counters.throttled.Add(1)
 		f.throttles++
-		wait = max(exponential(p.cfg.ThrottleBackoff, f.throttles), retryAfter(r.header, time.Now()))
+		wait = max(backoff.Exponential(p.cfg.ThrottleBackoff.Initial, p.cfg.ThrottleBackoff.Max, f.throttles), retryAfter(r.header, time.Now()))
 		p.cfg.Logger.Warn("poll: throttled", "feed", f.Name, "url", f.URL, "status", r.statusText, "retry_in", wait)
 	case r.status >= 500 && r.status <= 599:
 		ev.Outcome = OutcomeServer
 		f.counters.server.Add(1)
 		f.serverErrs++
-		wait = max(exponential(p.cfg.ServerBackoff, f.serverErrs), retryAfter(r.header, time.Now()))
+		wait = max(backoff.Exponential(p.cfg.ServerBackoff.Initial, p.cfg.ServerBackoff.Max, f.serverErrs), retryAfter(r.header, time.Now()))
 		p.cfg.Logger.Warn("poll: server error", "feed", f.Name, "url", f.URL, "status", r.statusText, "retry_in", wait)
 	case r.status/100 == 2:
 		p.resetBackoff(f)

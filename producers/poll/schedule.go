@@ -41,26 +41,6 @@ func hintWait[T any](f *feedState[T], h http.Header, now time.Time) (time.Durati
 	return maxAge(h)
 }
 
-// linear is the n-th (1-based) wait of a linear back-off.
-func linear(b Backoff, n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	if b.Initial > 0 && time.Duration(n) > b.Max/b.Initial {
-		return b.Max
-	}
-	return min(b.Initial*time.Duration(n), b.Max)
-}
-
-// exponential is the n-th (1-based) wait of an exponential back-off.
-func exponential(b Backoff, n int) time.Duration {
-	w := b.Initial
-	for i := 1; i < n && w < b.Max; i++ {
-		w *= 2
-	}
-	return min(w, b.Max)
-}
-
 // jitter lengthens w by a random fraction of it, up to Config.Jitter.
 func (p *Producer[T]) jitter(w time.Duration) time.Duration {
 	if p.cfg.Jitter <= 0 || w <= 0 {

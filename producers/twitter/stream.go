@@ -33,6 +33,9 @@ import (
 	"time"
 
 	"github.com/causeway-go/causeway/stages"
+
+	"github.com/causeway-go/causeway/internal/backoff"
+	"github.com/causeway-go/causeway/internal/ratelog"
 )
 
 // Stream is a stages.Producer[Tweet] for an X API v2 stream. Run may be
@@ -62,19 +65,7 @@ type clock struct {
 
 var realClock = clock{now: time.Now, sleep: sleepCtx}
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func sleepCtx(ctx context.Context, d time.Duration) error { return backoff.Sleep(ctx, d, nil) }
 
 // NewStream returns a Stream for cfg. A bad cfg is reported by Run (and by
 // cfg.Validate, to check it earlier).
@@ -404,8 +395,8 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 	var (
 		line       Line
 		msgs       []stages.Message[Tweet]
-		malLog     = rateLog{every: time.Second}
-		errLog     = rateLog{every: time.Second}
+		malLog     = ratelog.Limiter{Every: time.Second}
+		errLog     = ratelog.Limiter{Every: time.Second}
 		disconnect *Problem
 		gotData    bool
 	)
@@ -427,7 +418,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
 				s.c.oversized.Add(1)
-				malLog.do(func(skipped int) {
+				malLog.Do(func(skipped int64) {
 					s.log.Warn("twitter: line over the size limit skipped", "offset", off, "size_seen", size,
 						"limit", s.cfg.MaxLineSize, "also_skipped", skipped)
 				})
@@ -436,7 +427,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 			if err := Decode(raw, &line); err != nil {
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
-				malLog.do(func(skipped int) {
+				malLog.Do(func(skipped int64) {
 					s.log.Warn("twitter: malformed line skipped", "offset", off, "err", err,
 						"line", quoteCut(raw, 120), "also_skipped", skipped)
 				})
@@ -465,7 +456,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 							"detail", p.Detail, "type", p.Type, "offset", off)
 						continue
 					}
-					errLog.do(func(skipped int) {
+					errLog.Do(func(skipped int64) {
 						s.log.Warn("twitter: in-stream error", "title", p.Title, "detail", p.Detail, "type", p.Type,
 							"offset", off, "also_skipped", skipped)
 					})
@@ -515,24 +506,6 @@ func quoteCut(b []byte, n int) string {
 	return strconv.Quote(string(b))
 }
 
-// rateLog lets one log line through per interval and counts the rest.
-type rateLog struct {
-	every   time.Duration
-	last    time.Time
-	skipped int
-}
-
-func (l *rateLog) do(f func(skipped int)) {
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.skipped++
-		return
-	}
-	l.last = now
-	f(l.skipped)
-	l.skipped = 0
-}
-
 // watchdog cancels a connection when no byte arrived for its timeout.
 type watchdog struct {
 	t     *time.Timer
@@ -580,26 +553,18 @@ func (b *backoffs) next(cfg *Config, r result, now time.Time) ReconnectEvent {
 	case ReasonNetwork:
 		b.network++
 		ev.Class, ev.Attempt = ClassLinear, b.network
-		ev.Backoff = min(cfg.NetworkBackoff.Initial*time.Duration(b.network), cfg.NetworkBackoff.Max)
+		ev.Backoff = backoff.Linear(cfg.NetworkBackoff.Initial, cfg.NetworkBackoff.Max, b.network)
 	case ReasonRateLimited, ReasonTooManyConnections:
 		b.rate++
 		ev.Class, ev.Attempt = ClassRateLimit, b.rate
-		ev.Backoff = exponential(cfg.RateLimitBackoff, b.rate)
+		ev.Backoff = backoff.Exponential(cfg.RateLimitBackoff.Initial, cfg.RateLimitBackoff.Max, b.rate)
 		if wait := r.resetAt.Sub(now); !r.resetAt.IsZero() && wait > ev.Backoff {
 			ev.Backoff = wait
 		}
 	default:
 		b.http++
 		ev.Class, ev.Attempt = ClassExponential, b.http
-		ev.Backoff = exponential(cfg.HTTPBackoff, b.http)
+		ev.Backoff = backoff.Exponential(cfg.HTTPBackoff.Initial, cfg.HTTPBackoff.Max, b.http)
 	}
 	return ev
-}
-
-func exponential(b Backoff, attempt int) time.Duration {
-	d := b.Initial
-	for i := 1; i < attempt && d < b.Max; i++ {
-		d *= 2
-	}
-	return min(d, b.Max)
 }
