@@ -12,6 +12,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/causeway-go/causeway/internal/ratelog"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka/kafkalog"
 )
@@ -42,7 +43,9 @@ type DeadLetterConfig[T any] struct {
 	// Permanent, if set, chooses what to store by the message's error: a
 	// message whose error it rejects stays plainly failed, so a Consumer
 	// does not commit past it and it is read again after a rebalance or a
-	// restart. Default: store every failed message (see DeadLetter).
+	// restart. stages.IsPermanent keeps out everything not marked permanent
+	// (the Consumer marks its decode errors, the sinks their data errors).
+	// Default: store every failed message (see DeadLetter).
 	Permanent func(err error) bool
 	// MaxValueBytes cuts longer values to that length (the record then
 	// carries HeaderTruncated), so that a record too large for its sink is
@@ -92,7 +95,8 @@ func (c *DeadLetterConfig[T]) Validate() error {
 // only for a permanent reason (a row the database refuses, a record too
 // large) and retry transient errors themselves (a batcher's RetryPolicy or
 // Block policy), never letting an outage fail messages; or set Permanent
-// to keep transient failures out of the dead-letter topic.
+// (stages.IsPermanent) to keep transient failures out of the dead-letter
+// topic.
 type DeadLetter[T any] struct {
 	cfg    DeadLetterConfig[T]
 	log    *slog.Logger
@@ -100,7 +104,7 @@ type DeadLetter[T any] struct {
 	logsWG sync.WaitGroup
 
 	stored, failed atomic.Int64
-	failLog        everyLog
+	failLog        ratelog.Limiter
 	closeOnce      sync.Once
 	closeErr       error
 }
@@ -136,7 +140,7 @@ func NewDeadLetter[T any](cfg DeadLetterConfig[T]) (*DeadLetter[T], error) {
 		return nil, fmt.Errorf("kafka: new dead-letter producer: %w", err)
 	}
 	d := &DeadLetter[T]{cfg: cfg, log: cfg.Logger.With("dead_letter", "kafka"), prod: prod,
-		failLog: everyLog{every: 10 * time.Second}}
+		failLog: ratelog.Limiter{Every: 10 * time.Second}}
 	d.logsWG.Go(func() { kafkalog.Forward(d.log, prod.Logs()) })
 	d.logsWG.Go(func() {
 		for e := range prod.Events() { // errors not tied to a record
@@ -280,8 +284,8 @@ func (d *DeadLetter[T]) value(m *stages.Message[T]) (v []byte, err error) {
 // dead-lettered; it stays plainly failed.
 func (d *DeadLetter[T]) fail(m *stages.Message[T], topic string, err error) {
 	d.failed.Add(1)
-	if ok, held := d.failLog.allow(time.Now()); ok {
-		args := []any{"topic", topic, "err", err, "message_err", errText(m.Err(), 300), "not_logged_since_last", held}
+	if ok, count := d.failLog.Allow(1); ok {
+		args := []any{"topic", topic, "err", err, "message_err", errText(m.Err(), 300), "failed_since_last_line", count}
 		if md, ok := m.Metadata.(*Metadata); ok {
 			args = append(args, "from", fmt.Sprintf("%s/%d@%d", md.Topic, md.Partition, md.Offset))
 		}

@@ -41,6 +41,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/causeway-go/causeway/internal/ratelog"
 	"github.com/causeway-go/causeway/stages"
 )
 
@@ -53,7 +54,8 @@ type Config[T any] struct {
 	// Topics are the topics to consume. Required.
 	Topics []string
 	// Decode turns a record into message data. An error does not stop the
-	// stream: the message is emitted already failed with it, so it reaches
+	// stream: the message is emitted already failed with it (marked
+	// permanent: stages.IsPermanent holds for it), so it reaches
 	// HandleFailed (which may dead-letter it; only then is its offset
 	// committed past). Required unless T is []byte (then the value is the
 	// data).
@@ -183,7 +185,7 @@ type Consumer[T any] struct {
 	idle          atomic.Int64 // PollIntervals spent without demand
 	pauses        atomic.Int64 // times a member paused its partitions, its queue full
 	commitTicks   atomic.Int64 // periodic commit rounds
-	stuckLog      everyLog
+	stuckLog      ratelog.Limiter
 }
 
 // New validates cfg and creates the consumer's first member; Run joins the
@@ -229,7 +231,7 @@ func New[T any](cfg Config[T]) (*Consumer[T], error) {
 		cfg:      cfg,
 		conf:     conf,
 		log:      cfg.Logger.With("producer", "kafka", "group", cfg.GroupID),
-		stuckLog: everyLog{every: 10 * time.Second},
+		stuckLog: ratelog.Limiter{Every: 10 * time.Second},
 	}
 	m, err := c.newMember(0)
 	if err != nil {
@@ -345,27 +347,4 @@ func (c *Consumer[T]) Stats() Stats {
 		slices.Sort(ps)
 	}
 	return s
-}
-
-// everyLog lets a log line through at most once per interval and counts
-// what it held back.
-type everyLog struct {
-	every time.Duration
-	mu    sync.Mutex
-	last  time.Time
-	held  int64
-}
-
-// allow reports whether to log now, and how many calls were held back
-// since the last line.
-func (l *everyLog) allow(now time.Time) (bool, int64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.held++
-		return false, 0
-	}
-	held := l.held
-	l.last, l.held = now, 0
-	return true, held
 }

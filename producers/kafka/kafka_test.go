@@ -442,7 +442,7 @@ func TestDecodeErrorFailsMessage(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range f {
-			errs = append(errs, m.Err().Error()+" value="+string(m.Metadata.(*kafka.Metadata).Value))
+			errs = append(errs, fmt.Sprintf("%v value=%s permanent=%v", m.Err(), m.Metadata.(*kafka.Metadata).Value, stages.IsPermanent(m.Err())))
 		}
 		deadLetter(f)
 	}})
@@ -451,7 +451,7 @@ func TestDecodeErrorFailsMessage(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`kafka: decode events/0@10: undecodable value "bad value" value=bad value`}
+	want := []string{`kafka: decode events/0@10: undecodable value "bad value" value=bad value permanent=true`}
 	if !slices.Equal(errs, want) {
 		t.Fatalf("HandleFailed saw %q, want %q", errs, want)
 	}

@@ -215,7 +215,7 @@ func (m *member[T]) track(recs []*ckafka.Message, msgs []stages.Message[T]) []st
 		md := &mds[i]
 		msg := stages.Message[T]{Metadata: md, Acker: m}
 		if data, err := m.decode(md); err != nil {
-			msg.Fail(fmt.Errorf("kafka: decode %s/%d@%d: %w", md.Topic, md.Partition, md.Offset, err))
+			msg.Fail(stages.Permanent(fmt.Errorf("kafka: decode %s/%d@%d: %w", md.Topic, md.Partition, md.Offset, err)))
 		} else {
 			msg.Data = data
 		}
@@ -293,11 +293,11 @@ func (m *member[T]) Ack(successful, failed []*stages.Message[T]) {
 	}
 	if len(stuck) > 0 {
 		m.c.uncommittable.Add(int64(len(stuck)))
-		if ok, held := m.c.stuckLog.allow(time.Now()); ok {
+		if ok, count := m.c.stuckLog.Allow(int64(len(stuck))); ok {
 			md := stuck[0].Metadata.(*Metadata)
 			m.log.Warn("kafka: failed messages were not dead-lettered: their partitions' offsets are not committed past them until they are read again (after a rebalance or restart)",
 				"failed", len(stuck), "topic", md.Topic, "partition", md.Partition, "offset", md.Offset,
-				"err", errText(stuck[0].Err(), 300), "not_logged_since_last", held)
+				"err", errText(stuck[0].Err(), 300), "failed_since_last_line", count)
 		}
 	}
 }
