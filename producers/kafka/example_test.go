@@ -67,3 +67,52 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 }
+
+// ExampleDeadLetter keeps what the database refuses in "events.dlq": the
+// Postgres batch handler fails only the rows it refuses for good (it
+// retries transient errors itself), DeadLetter stores them with the reason
+// and their origin in headers, and the source commits past a failed row only
+// once the dead-letter topic holds it.
+func ExampleDeadLetter() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	source, err := kafka.New(kafka.Config[[]byte]{
+		Brokers: "127.0.0.1:9092",
+		GroupID: "event-loaders",
+		Topics:  []string{"events"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	dlq, err := kafka.NewDeadLetter(kafka.DeadLetterConfig[[]byte]{Brokers: "127.0.0.1:9092"}) // to events.dlq
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer dlq.Close()
+	sink, err := postgres.New(ctx, postgres.Config[[]byte]{
+		URL:     "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		Table:   "events",
+		Columns: []string{"doc"},
+		Migrate: []string{`CREATE TABLE IF NOT EXISTS events (doc jsonb)`},
+		Row:     func(m *stages.Message[[]byte]) ([]any, error) { return []any{m.Data}, nil },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer sink.Close()
+
+	top, err := topology.New(topology.Spec[[]byte]{
+		Producer: topology.ProducerSpec[[]byte]{Producer: source, Keep: stages.Block},
+		Batchers: map[string]topology.BatcherSpec[[]byte]{
+			"postgres": {BatchSize: 5000, BatchTimeout: time.Second, Handle: sink.HandleBatch},
+		},
+		HandleFailed: dlq.HandleFailed,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := top.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}

@@ -286,8 +286,8 @@ func TestResumeFromCommitted(t *testing.T) {
 
 // TestCommitsOnlyAcknowledged holds back one batch: the committed offset
 // stops right before it, though everything after it was acknowledged, and
-// failed messages count as done. Releasing the batch lets the commit reach
-// the end.
+// failed messages that HandleFailed dead-letters count as done. Releasing
+// the batch lets the commit reach the end.
 func TestCommitsOnlyAcknowledged(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.Start(t, kfake.SeedTopics(1, "events"))
@@ -305,7 +305,10 @@ func TestCommitsOnlyAcknowledged(t *testing.T) {
 	}
 	var failed atomic.Int64
 	top, stop := startTopology(t, cons, col.handle, topoOpts{procs: 1, batchSize: 10, batchConc: 4,
-		failed: func(_ context.Context, f []*stages.Message[string]) { failed.Add(int64(len(f))) }})
+		failed: func(_ context.Context, f []*stages.Message[string]) {
+			failed.Add(int64(len(f)))
+			deadLetter(f)
+		}})
 	var releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(free) // runs before the topology stops
@@ -329,11 +332,102 @@ func TestCommitsOnlyAcknowledged(t *testing.T) {
 	if st := top.Stats(); st.Acked != 97 || st.Failed != 3 || failed.Load() != 3 {
 		t.Fatalf("acked %d failed %d (HandleFailed saw %d), want 97 and 3", st.Acked, st.Failed, failed.Load())
 	}
+	if st := cons.Stats(); st.Uncommittable != 0 {
+		t.Fatalf("Stats().Uncommittable = %d, want 0: every failure was dead-lettered", st.Uncommittable)
+	}
+}
+
+// deadLetter marks failed messages as a dead-letter destination holding
+// them, as DeadLetter does once the DLQ has them.
+func deadLetter(f []*stages.Message[string]) {
+	for _, m := range f {
+		m.Fail(&stages.DeadLetteredError{Err: m.Err(), Destination: "test"})
+	}
+}
+
+// TestFailedNotDeadLetteredHoldsCommit: messages that fail without being
+// dead-lettered hold their partition's commit at the first of them, however
+// far the acknowledgements after them go; the consumer counts them and
+// names the partition and offset; the group's lag stays. A new member of
+// the group reads them again from there.
+func TestFailedNotDeadLetteredHoldsCommit(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t, kfake.SeedTopics(2, "events"))
+	produce(t, c, "events", 0, 200)
+	ends := endOffsets(t, c, "events")
+	cons := newConsumer(t, c, "g", nil)
+	col := newCollector()
+	col.hold = func(m *stages.Message[string]) {
+		md := m.Metadata.(*kafka.Metadata)
+		switch {
+		case md.Partition == 0 && (md.Offset == 20 || md.Offset == 40):
+			m.Fail(errors.New("transient: sink unreachable")) // not dead-lettered
+		case md.Partition == 1 && md.Offset == 7:
+			m.Fail(errors.New("permanent: bad row")) // dead-lettered below
+		}
+	}
+	var sawFailed atomic.Int64
+	top, stop := startTopology(t, cons, col.handle, topoOpts{failed: func(_ context.Context, f []*stages.Message[string]) {
+		sawFailed.Add(int64(len(f)))
+		for _, m := range f {
+			if strings.HasPrefix(m.Err().Error(), "permanent") {
+				m.Fail(&stages.DeadLetteredError{Err: m.Err(), Destination: "test"})
+			}
+		}
+	}})
+	waitFor(t, 30*time.Second, "200 acknowledgements", func() bool { return top.Stats().Acked+top.Stats().Failed >= 200 })
+	want := map[int32]int64{0: 20, 1: ends[1]}
+	waitFor(t, 30*time.Second, "commits at 20 and the end", func() bool { return maps.Equal(committed(t, c, "g", "events"), want) })
+	ticks := cons.CommitTicks()
+	waitFor(t, 30*time.Second, "commit rounds", func() bool { return cons.CommitTicks() >= ticks+3 })
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, want) {
+		t.Fatalf("committed %v, want %v: partition 0 held at its first failure", got, want)
+	}
+	st := cons.Stats()
+	if st.Uncommittable != 2 || !maps.Equal(st.Stuck["events"], map[int32]int64{0: 20}) || st.Committed["events"][0] != 20 {
+		t.Fatalf("Stats: uncommittable %d, stuck %v, committed %v; want 2, {0: 20}, 20", st.Uncommittable, st.Stuck, st.Committed)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, want) {
+		t.Fatalf("after close: committed %v, want %v", got, want)
+	}
+	if st := top.Stats(); st.Acked != 197 || st.Failed != 3 || sawFailed.Load() != 3 {
+		t.Fatalf("acked %d failed %d (HandleFailed saw %d), want 197, 3, 3", st.Acked, st.Failed, sawFailed.Load())
+	}
+
+	// The group reads partition 0 again from offset 20: the failed messages
+	// are redelivered (and what came after them, at least once).
+	again := newConsumer(t, c, "g", nil)
+	col2 := newCollector()
+	top2, stop2 := startTopology(t, again, col2.handle, topoOpts{})
+	waitFor(t, 30*time.Second, "the rest of partition 0", func() bool { return top2.Stats().Acked >= ends[0]-20 })
+	if err := stop2(); err != nil {
+		t.Fatal(err)
+	}
+	var offs []int64
+	for _, r := range col2.records() {
+		if r.Partition != 0 {
+			t.Fatalf("redelivered %v: partition 1 was committed to its end", r)
+		}
+		offs = append(offs, r.Offset)
+	}
+	slices.Sort(offs)
+	if len(offs) != int(ends[0]-20) || offs[0] != 20 || offs[len(offs)-1] != ends[0]-1 {
+		t.Fatalf("redelivered %d offsets of partition 0 (%v…), want 20..%d", len(offs), offs[:min(3, len(offs))], ends[0]-1)
+	}
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, ends) {
+		t.Fatalf("committed %v, want the end offsets %v", got, ends)
+	}
 }
 
 // TestDecodeErrorFailsMessage: an undecodable record is emitted failed, is
-// seen by HandleFailed with its coordinates, and does not stop the stream
-// or the commits.
+// seen by HandleFailed with its coordinates and its value, and does not
+// stop the stream; once dead-lettered, it does not stop the commits.
 func TestDecodeErrorFailsMessage(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.Start(t, kfake.SeedTopics(1, "events"))
@@ -348,15 +442,16 @@ func TestDecodeErrorFailsMessage(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range f {
-			errs = append(errs, m.Err().Error())
+			errs = append(errs, fmt.Sprintf("%v value=%s permanent=%v", m.Err(), m.Metadata.(*kafka.Metadata).Value, stages.IsPermanent(m.Err())))
 		}
+		deadLetter(f)
 	}})
 	waitFor(t, 30*time.Second, "20 acknowledgements", func() bool { return top.Stats().Acked+top.Stats().Failed >= 20 })
 	waitFor(t, 30*time.Second, "offset 20 committed", func() bool { return committed(t, c, "g", "events")[0] == 20 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{`kafka: decode events/0@10: undecodable value "bad value"`}
+	want := []string{`kafka: decode events/0@10: undecodable value "bad value" value=bad value permanent=true`}
 	if !slices.Equal(errs, want) {
 		t.Fatalf("HandleFailed saw %q, want %q", errs, want)
 	}
@@ -415,6 +510,10 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
 	}
+	_, err = kafka.New(kafka.Config[[]byte]{Brokers: "b", GroupID: "g", Topics: []string{"t"}, HeartbeatInterval: 6 * time.Second})
+	if want := "Config.HeartbeatInterval must be less than SessionTimeout (6s), got 6s"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v lacks %q", err, want)
+	}
 	// []byte data needs no Decode.
 	cons, err := kafka.New(kafka.Config[[]byte]{Brokers: "127.0.0.1:1", GroupID: "g", Topics: []string{"t"}, Logger: quiet})
 	if err != nil {
@@ -449,5 +548,99 @@ func TestOffsetTracker(t *testing.T) {
 			t.Fatalf("step %d: Done(%d) = %v, next %d, in flight %d; want %v, %d, %d",
 				i, s.done, ok, tr.Next(), tr.InFlight(), s.ok, s.next, s.inFlight)
 		}
+	}
+}
+
+// TestOffsetTrackerStuck: a message failed without a dead letter holds the
+// commit at its offset for good; the entries after it still finish (and
+// are let go), and revocation waits only for the pending ones.
+func TestOffsetTrackerStuck(t *testing.T) {
+	t.Parallel()
+	tr := kafka.NewTracker()
+	tr.Emit(10, 11, 12, 13, 14)
+	check := func(step string, next, stuck int64, pending int) {
+		t.Helper()
+		if tr.Next() != next || tr.Stuck() != stuck || tr.Pending() != pending {
+			t.Fatalf("%s: next %d stuck %d pending %d; want %d, %d, %d", step, tr.Next(), tr.Stuck(), tr.Pending(), next, stuck, pending)
+		}
+	}
+	tr.Done(10)
+	check("10 done", 11, -1, 4)
+	tr.Done(12)
+	tr.Fail(11)
+	check("11 failed", 11, 11, 2)
+	tr.Fail(13) // a second failure changes nothing
+	tr.Done(14)
+	check("all finished", 11, 11, 0)
+	if tr.InFlight() != 0 || tr.Done(11) {
+		t.Fatalf("in flight %d after every offset finished, or 11 finished twice", tr.InFlight())
+	}
+	tr.Emit(15, 16)
+	tr.Done(15)
+	tr.Done(16)
+	check("later offsets", 11, 11, 0)
+
+	first := kafka.NewTracker() // the very first message fails
+	first.Emit(100, 101)
+	first.Done(101)
+	first.Fail(100)
+	if first.Next() != 100 || first.Stuck() != 100 {
+		t.Fatalf("next %d stuck %d, want 100 and 100", first.Next(), first.Stuck())
+	}
+}
+
+// TestConcurrentMembers: with producer Concurrency 3 the Consumer is three
+// group members sharing a 6-partition topic; every record is handled once,
+// each partition's records in order, and the group commits every partition
+// to its end.
+func TestConcurrentMembers(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t, kfake.SeedTopics(6, "events"))
+	produce(t, c, "events", 0, 3000)
+	cons := newConsumer(t, c, "g", nil)
+	col := newCollector()
+	byPartition := func(m *stages.Message[string]) uint64 { return uint64(m.Metadata.(*kafka.Metadata).Partition) }
+	top, err := topology.New(topology.Spec[string]{
+		Producer:   topology.ProducerSpec[string]{Producer: cons, Keep: stages.Block, Concurrency: 3},
+		Processors: topology.ProcessorSpec[string]{Concurrency: 2, PartitionBy: byPartition},
+		Batchers: map[string]topology.BatcherSpec[string]{
+			"sink": {BatchSize: 100, BatchTimeout: 10 * time.Millisecond, Concurrency: 2, PartitionBy: byPartition, Handle: col.handle},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := topologytest.Start(t, top)
+	waitFor(t, 60*time.Second, "3000 records", func() bool { return top.Stats().Acked >= 3000 })
+	if st := cons.Stats(); st.Members != 3 || len(st.Partitions["events"]) != 6 {
+		t.Fatalf("Stats: %d members holding %v, want 3 holding all 6 partitions", st.Members, st.Partitions)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cons.Close(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	last := map[int32]int64{}
+	for _, r := range col.records() {
+		if seen[r.Key] {
+			t.Fatalf("record %v handled twice", r)
+		}
+		seen[r.Key] = true
+		if prev, ok := last[r.Partition]; ok && r.Offset <= prev {
+			t.Fatalf("partition %d: offset %d after %d", r.Partition, r.Offset, prev)
+		}
+		last[r.Partition] = r.Offset
+	}
+	if len(seen) != 3000 {
+		t.Fatalf("handled %d distinct records, want 3000", len(seen))
+	}
+	if err := topologytest.CheckConservation(top.Stats()); err != nil {
+		t.Fatal(err)
+	}
+	ends := endOffsets(t, c, "events")
+	if got := committed(t, c, "g", "events"); !maps.Equal(got, ends) {
+		t.Fatalf("committed %v, want the end offsets %v", got, ends)
 	}
 }
