@@ -28,6 +28,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher
 	}
 	nfail, skipped := 0, false
 	first := msgs[0].Acker
+	firstID := ackerID(first)
 	same := true
 	copiesFailed := 0
 	for _, m := range msgs {
@@ -50,7 +51,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher
 		if m.err != nil {
 			nfail++
 		}
-		if same && !sameAcker(m.Acker, first) {
+		if same && ackerID(m.Acker) != firstID && !sameAcker(m.Acker, first) {
 			same = false
 		}
 	}
@@ -141,10 +142,15 @@ func (s *settler[T]) group(ok, failed []*Message[T]) {
 // acknowledger only as the very same interface value (one boxed copy shared
 // by several messages); otherwise each is told of its own messages.
 func sameAcker[T any](a, b Acknowledger[T]) bool {
-	if *(*[2]unsafe.Pointer)(unsafe.Pointer(&a)) == *(*[2]unsafe.Pointer)(unsafe.Pointer(&b)) {
+	if ackerID(a) == ackerID(b) {
 		return true // the very same interface value (both nil included)
 	}
 	return a != nil && b != nil && sameDynamic(a, b)
+}
+
+// ackerID is the identity of an interface value: its type and data words.
+func ackerID[T any](a Acknowledger[T]) [2]unsafe.Pointer {
+	return *(*[2]unsafe.Pointer)(unsafe.Pointer(&a))
 }
 
 // sameDynamic compares two acknowledgers that are not the same interface
