@@ -49,7 +49,11 @@ type Config struct {
 	// 30s.
 	ShutdownTimeout time.Duration
 	// HandleFailed, if set, sees failed tweets before they are acknowledged.
+	// A *postgres.RowError in m.Err() is a permanent data error; other
+	// errors are outages.
 	HandleFailed func(ctx context.Context, failed []*stages.Message[twitter.Tweet])
+	// Hooks are optional callbacks on stage events.
+	Hooks stages.Hooks
 	// Logger receives the topology's, the consumer's and the sink's logs.
 	// Default slog.Default().
 	Logger *slog.Logger
@@ -138,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		Batchers:        map[string]topology.BatcherSpec[twitter.Tweet]{"postgres": b},
 		HandleFailed:    cfg.HandleFailed,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		Hooks:           cfg.Hooks,
 		Logger:          cfg.Logger,
 	})
 	if err != nil {
