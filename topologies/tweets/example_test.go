@@ -46,6 +46,7 @@ func Example() {
 		mu       sync.Mutex
 		hashtags = map[string][]string{}
 		allSeen  = make(chan struct{})
+		once     sync.Once
 	)
 	keep := func(_ context.Context, b *stages.Batch[twitter.Tweet]) error {
 		mu.Lock()
@@ -54,7 +55,7 @@ func Example() {
 			hashtags[m.Data.ID] = m.Data.Hashtags
 		}
 		if len(hashtags) == 3 {
-			close(allSeen)
+			once.Do(func() { close(allSeen) })
 		}
 		return nil
 	}
