@@ -4,9 +4,9 @@ go 1.26.0
 
 require (
 	github.com/causeway-go/causeway v0.0.0-00010101000000-000000000000
-	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/postgres v0.0.0-00010101000000-000000000000
+	github.com/causeway-go/causeway/topologies v0.0.0-00010101000000-000000000000
 	github.com/confluentinc/confluent-kafka-go/v2 v2.11.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/prometheus/client_golang v1.25.0
@@ -16,6 +16,7 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
+	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect

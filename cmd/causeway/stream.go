@@ -12,13 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages"
-	"github.com/causeway-go/causeway/stages/kafka"
-	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/topologies/tweets"
 	"github.com/causeway-go/causeway/topology"
 )
 
@@ -108,81 +108,70 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if err := xcfg.Validate(); err != nil {
 		return err
 	}
-	stream := twitter.NewStream(xcfg)
-
-	pg, err := postgres.NewTweets(ctx, postgres.TweetsConfig{URL: cfg.databaseURL, Table: cfg.pgTable, Logger: log.With("component", "postgres")})
+	pool, err := pgxpool.New(ctx, cfg.databaseURL)
 	if err != nil {
 		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
 	}
-	defer pg.Close()
-	rowsBefore, _ := countRows(ctx, pg.Pool(), cfg.pgTable)
-	ks, err := kafka.NewTweets(kafka.Config[twitter.Tweet]{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic, Logger: log.With("component", "kafka")})
-	if err != nil {
-		return fmt.Errorf("kafka %s: %w", cfg.kafkaBrokers, err)
-	}
-	kafkaClosed := false
-	defer func() {
-		if !kafkaClosed {
-			ks.Close()
-		}
-	}()
+	defer pool.Close()
 
-	top, err := topology.New(topology.Spec[twitter.Tweet]{
-		Name:       "tweets",
-		Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: stream, BufferSize: cfg.buffer, Keep: stages.KeepLast},
-		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.processors, Handle: streamHandler},
-		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
-			"kafka": {BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout, Concurrency: cfg.kafkaConcurrency,
-				Handle: ks.HandleBatch},
-			"postgres": {BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout, Concurrency: cfg.pgConcurrency,
-				Handle: pg.HandleBatch},
-		},
+	p, err := tweets.New(ctx, tweets.Config{
+		Stream: xcfg,
+		Kafka: tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
+			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
+				Concurrency: cfg.kafkaConcurrency}},
+		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
+			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
+				Concurrency: cfg.pgConcurrency}},
+		Processors:      cfg.processors,
+		BufferSize:      cfg.buffer,
+		Keep:            stages.KeepLast,
 		HandleFailed:    newFailureLog(log).handle,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
 	})
 	if err != nil {
-		return err
+		return err // it names the sink (table, brokers) that failed
 	}
-	log.Info("causeway: starting\n" + top.Describe().String())
+	defer p.Close()
+	rowsBefore, _ := countRows(ctx, pool, cfg.pgTable)
+	log.Info("causeway: starting\n" + p.Topology().Describe().String())
 
-	srv, err := serveMetrics(cfg.metricsAddr, top.Stats, stream, log)
+	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, p.Stream(), log)
 	if err != nil {
 		return err
 	}
 	defer srv.close()
 
 	prog := newProgress(stderr, cfg.progress, log)
-	elapsed, err := runUntil(ctx, top, cfg.duration, log, streamCheck(cfg, emb, stream, top, prog))
+	// Run drains the topology and closes the sinks: the Kafka producer
+	// flushes before the summary counts the topic.
+	elapsed, err := runUntil(ctx, p.Run, cfg.duration, log, streamCheck(cfg, emb, p, prog))
 	prog.finish()
-	kafkaClosed = true
-	if cerr := ks.Close(); cerr != nil {
-		log.Warn("causeway: closing the Kafka producer", "err", cerr)
-	}
 
-	sum := newSummary("run", top.Stats(), elapsed)
-	sum.addStream(stream.Stats())
+	sum := newSummary("run", p.Stats(), elapsed)
+	sum.addStream(p.Stream().Stats())
 	if emb.fake != nil {
 		sum.Served = emb.fake.Stats().Tweets
 	}
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer qcancel()
-	sum.addPostgres(qctx, pg.Pool(), cfg.pgTable, rowsBefore)
+	sum.addPostgres(qctx, pool, cfg.pgTable, rowsBefore)
 	sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
 	sum.print(stdout)
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
 }
 
-// runUntil runs top until ctx ends, Run returns by itself, duration (if
+// runUntil calls run until ctx ends, run returns by itself, duration (if
 // not 0) passes, or check, called every 50ms, gives a reason to stop; then
-// it drains the topology and returns how long it ran and Run's error.
-func runUntil[T any](ctx context.Context, top *topology.Topology[T], duration time.Duration, log *slog.Logger,
+// it cancels run's context, waits for run (the drain) and returns how long
+// it ran and run's error.
+func runUntil(ctx context.Context, run func(context.Context) error, duration time.Duration, log *slog.Logger,
 	check func() string) (time.Duration, error) {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	start := time.Now()
 	runErr := make(chan error, 1)
-	go func() { runErr <- top.Run(runCtx) }()
+	go func() { runErr <- run(runCtx) }()
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	var deadline <-chan time.Time
@@ -214,11 +203,11 @@ func runUntil[T any](ctx context.Context, top *topology.Topology[T], duration ti
 // streamCheck shows progress and says when the stream run is done: at
 // -max-tweets, or once the stream has read everything the embedded replay
 // served.
-func streamCheck(cfg *config, emb *embedded, stream *twitter.Stream, top *topology.Topology[twitter.Tweet], prog *progress) func() string {
+func streamCheck(cfg *config, emb *embedded, p *tweets.Pipeline, prog *progress) func() string {
 	replayOver := false
 	return func() string {
-		xs := stream.Stats()
-		prog.show(xs, top.Stats())
+		xs := p.Stream().Stats()
+		prog.show(xs, p.Stats())
 		if cfg.maxTweets > 0 && xs.Emitted >= int64(cfg.maxTweets) {
 			return fmt.Sprintf("-max-tweets %d reached", cfg.maxTweets)
 		}

@@ -7,7 +7,6 @@ import (
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka"
 	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
@@ -16,24 +15,24 @@ import (
 	"github.com/causeway-go/causeway/topology/topologytest/sinktest"
 )
 
-// BenchmarkKafkaBatcher measures records/s of ~400-byte tweets into kfake
+// BenchmarkKafkaBatcher measures records/s of ~400-byte values into kfake
 // (3 brokers, 4 partitions, idempotent, acks=all, linger 5ms): through a
 // topology whose "kafka" batcher is the sink, and with a raw
 // confluent-kafka-go produce loop on the same settings.
 func BenchmarkKafkaBatcher(b *testing.B) {
 	b.Run("impl=topology", func(b *testing.B) {
 		c := benchCluster(b)
-		sink, err := kafka.NewTweets(kafka.Config[twitter.Tweet]{Brokers: c.Brokers, Topic: "tweets", Logger: quiet})
+		sink, err := kafka.New(itemConfig(c.Brokers, "tweets"))
 		if err != nil {
 			b.Fatal(err)
 		}
 		defer sink.Close()
-		data := tweets(0, b.N)
+		data := items(0, b.N)
 		src := sinktest.NewSliceSource(data)
-		top, err := topology.New(topology.Spec[twitter.Tweet]{
-			Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: src, Keep: stages.Block},
-			Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2, MaxDemand: 1000},
-			Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+		top, err := topology.New(topology.Spec[item]{
+			Producer:   topology.ProducerSpec[item]{Producer: src, Keep: stages.Block},
+			Processors: topology.ProcessorSpec[item]{Concurrency: 2, MaxDemand: 1000},
+			Batchers: map[string]topology.BatcherSpec[item]{
 				"kafka": {BatchSize: 2000, BatchTimeout: 20 * time.Millisecond, Concurrency: 4, Handle: sink.HandleBatch},
 			},
 		})
@@ -65,7 +64,7 @@ func BenchmarkKafkaBatcher(b *testing.B) {
 			b.Fatal(err)
 		}
 		defer p.Close()
-		data := tweets(0, b.N)
+		data := items(0, b.N)
 		topic := "tweets"
 		b.ReportAllocs()
 		b.ResetTimer()
@@ -82,7 +81,7 @@ func BenchmarkKafkaBatcher(b *testing.B) {
 		}()
 		for i := range data {
 			msg := &ckafka.Message{TopicPartition: ckafka.TopicPartition{Topic: &topic, Partition: ckafka.PartitionAny},
-				Key: []byte(data[i].ID), Value: data[i].Raw}
+				Key: []byte(data[i].ID), Value: data[i].Body}
 			for {
 				err := p.Produce(msg, nil)
 				if err == nil {

@@ -8,6 +8,13 @@
 // succeeds, one the broker refused, or that could not be delivered within
 // Config.DeliveryTimeout (broker down, say), fails with that error and goes
 // to the topology's HandleFailed. Nothing is fire-and-forget.
+//
+// The sink knows nothing of the data it produces: the topology supplies
+// each record's value (Config.Value) and, optionally, its key, headers and
+// topic. A message whose record can never be produced (its Value function
+// fails, or the brokers refuse the record itself, as too large say) fails
+// with a *RecordError, a permanent data error that a dead-letter step can
+// tell apart from an outage.
 package kafka
 
 import (
@@ -20,7 +27,6 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka/kafkalog"
 )
@@ -39,7 +45,7 @@ type Config[T any] struct {
 	// RecordMetadata), else no key.
 	Key func(m *stages.Message[T]) []byte
 	// Value returns a message's record value; an error fails that message
-	// alone. Required (NewTweets sets it).
+	// alone, with a *RecordError. Required.
 	Value func(m *stages.Message[T]) ([]byte, error)
 	// Headers returns a message's record headers. Default: the headers of
 	// the Kafka record the message came from (RecordMetadata), else none.
@@ -201,24 +207,6 @@ func New[T any](cfg Config[T]) (*Sink[T], error) {
 	return s, nil
 }
 
-// NewTweets returns a sink for tweets: unless cfg sets them, the record key
-// is the tweet id and the value is the tweet's raw JSON as the stream sent
-// it (a tweet without it fails).
-func NewTweets(cfg Config[twitter.Tweet]) (*Sink[twitter.Tweet], error) {
-	if cfg.Key == nil {
-		cfg.Key = func(m *stages.Message[twitter.Tweet]) []byte { return []byte(m.Data.ID) }
-	}
-	if cfg.Value == nil {
-		cfg.Value = func(m *stages.Message[twitter.Tweet]) ([]byte, error) {
-			if len(m.Data.Raw) == 0 {
-				return nil, fmt.Errorf("tweet %q has no raw JSON to produce", m.Data.ID)
-			}
-			return m.Data.Raw, nil
-		}
-	}
-	return New(cfg)
-}
-
 func (s *Sink[T]) newClient() (*client, error) {
 	conf := ckafka.ConfigMap{}
 	for k, v := range s.conf {
@@ -296,17 +284,73 @@ func (s *Sink[T]) current() (*client, error) {
 	return c, nil
 }
 
+// RecordError is the error of a message whose record cannot be produced
+// however often it is tried: its Value function failed, no topic could be
+// chosen for it, or the client or the brokers refused the record itself
+// (larger than the message size limit, say, or invalid). It is a permanent
+// data error, unlike a delivery timeout or a broker outage, which a later
+// attempt may get past: a dead-letter step finds it with errors.As.
+type RecordError struct {
+	// Topic is the topic the record was for; "" when none could be chosen.
+	Topic string
+	// Err is why: the Value function's error, or the client's.
+	Err error
+}
+
+func (e *RecordError) Error() string {
+	if e.Topic == "" {
+		return "kafka: record: " + e.Err.Error()
+	}
+	return "kafka: record for " + e.Topic + ": " + e.Err.Error()
+}
+
+// Unwrap returns why the record could not be produced.
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Permanent reports true: trying the message again does not help. It lets a
+// dead-letter step tell permanent data errors of any sink apart by one
+// method (interface{ Permanent() bool }) without importing this package.
+func (e *RecordError) Permanent() bool { return true }
+
+// refused reports whether a produce or delivery error is about the record
+// itself rather than the cluster's state.
+func refused(err error) bool {
+	var kerr ckafka.Error
+	if !errors.As(err, &kerr) {
+		return false
+	}
+	switch kerr.Code() {
+	case ckafka.ErrMsgSizeTooLarge, ckafka.ErrInvalidMsgSize, ckafka.ErrInvalidRecord:
+		return true
+	}
+	return false
+}
+
 // pending is one record of a batch waiting for its delivery report.
 type pending[T any] struct {
 	m    *stages.Message[T]
 	done bool
 }
 
+// batchRun is one HandleBatch call: its records and the delivery reports
+// they wait for.
+type batchRun[T any] struct {
+	s       *Sink[T]
+	c       *client
+	reports chan ckafka.Event
+	waiting []pending[T]
+	sent    int // records the client took
+	got     int // delivery reports received
+	retry   *time.Timer
+}
+
 // HandleBatch produces the batch's messages and waits for their delivery
 // reports; it is a stages.BatchHandler. Each message whose record was not
-// delivered is failed with the error its report carries; a message whose
-// Value fails is failed with that error and not produced. If ctx ends
-// first, the messages still waiting are failed with ctx's error.
+// delivered is failed with the error its report carries (a *RecordError
+// when the brokers refused the record itself); a message whose record
+// cannot be made (Value fails) is failed with a *RecordError and not
+// produced. If ctx ends first, the messages still waiting are failed with
+// ctx's error.
 func (s *Sink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 	if len(b.Messages) == 0 {
 		return nil
@@ -315,92 +359,118 @@ func (s *Sink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 	if err != nil {
 		return err
 	}
-	reports := make(chan ckafka.Event, len(b.Messages))
-	waiting := make([]pending[T], len(b.Messages))
-	sent, got := 0, 0
-	receive := func(ev ckafka.Event) {
-		km, ok := ev.(*ckafka.Message)
-		if !ok {
-			return
-		}
-		got++
-		pm := km.Opaque.(*pending[T])
-		pm.done = true
-		if err := km.TopicPartition.Error; err != nil {
-			pm.m.Fail(fmt.Errorf("kafka: deliver to %s: %w", topicOf(km), err))
-		}
+	r := &batchRun[T]{s: s, c: c, reports: make(chan ckafka.Event, len(b.Messages)), waiting: make([]pending[T], len(b.Messages))}
+	for i, m := range b.Messages {
+		r.waiting[i].m = m // messages not produced when ctx ends fail too
 	}
-	var retry *time.Timer
 	var msg ckafka.Message // librdkafka copies what it needs: reused for every record
 	for i, m := range b.Messages {
-		err := s.record(m, &msg)
-		if err != nil {
+		if err := s.record(m, &msg); err != nil {
 			m.Fail(err)
-			waiting[i].done = true
+			r.waiting[i].done = true
 			continue
 		}
-		waiting[i].m = m
-		msg.Opaque = &waiting[i]
-		for {
-			err := c.p.Produce(&msg, reports)
-			if err == nil {
-				sent++
-				break
-			}
-			var kerr ckafka.Error
-			if !errors.As(err, &kerr) || kerr.Code() != ckafka.ErrQueueFull {
-				m.Fail(fmt.Errorf("kafka: produce to %s: %w", *msg.TopicPartition.Topic, err))
-				waiting[i].done = true
-				break
-			}
-			// The client's queue is full: wait for one of our reports, or
-			// for room made by other batches.
-			if sent > got {
-				select {
-				case ev := <-reports:
-					receive(ev)
-					continue
-				case <-ctx.Done():
-				}
-			} else {
-				if retry == nil {
-					retry = time.NewTimer(5 * time.Millisecond)
-				} else {
-					retry.Reset(5 * time.Millisecond)
-				}
-				select {
-				case <-retry.C:
-					continue
-				case <-ctx.Done():
-				}
-			}
-			s.failWaiting(waiting, fmt.Errorf("kafka: produce: %w", ctx.Err()))
+		msg.Opaque = &r.waiting[i]
+		if err := r.produce(ctx, &msg); err != nil {
+			r.failWaiting(fmt.Errorf("kafka: produce: %w", err))
 			return nil
 		}
 	}
-	// librdkafka reports every record within DeliveryTimeout; the guard
-	// only protects against a report that never comes.
-	guard := time.NewTimer(2*s.cfg.DeliveryTimeout + 10*time.Second)
-	defer guard.Stop()
-	for got < sent {
-		select {
-		case ev := <-reports:
-			receive(ev)
-		case <-ctx.Done():
-			s.failWaiting(waiting, fmt.Errorf("kafka: waiting for delivery reports: %w", ctx.Err()))
-			return nil
-		case <-guard.C:
-			s.failWaiting(waiting, fmt.Errorf("kafka: no delivery report within %v", 2*s.cfg.DeliveryTimeout+10*time.Second))
-			return nil
-		}
-	}
+	r.await(ctx)
 	return nil
 }
 
-func (s *Sink[T]) failWaiting(waiting []pending[T], err error) {
-	for i := range waiting {
-		if !waiting[i].done && waiting[i].m != nil {
-			waiting[i].m.Fail(err)
+// produce hands msg to the client, waiting while its queue is full. It
+// fails msg's message when the client refuses it, and returns ctx's error
+// if ctx ends while it waits.
+func (r *batchRun[T]) produce(ctx context.Context, msg *ckafka.Message) error {
+	p := msg.Opaque.(*pending[T])
+	for {
+		err := r.c.p.Produce(msg, r.reports)
+		if err == nil {
+			r.sent++
+			return nil
+		}
+		var kerr ckafka.Error
+		if !errors.As(err, &kerr) || kerr.Code() != ckafka.ErrQueueFull {
+			topic := *msg.TopicPartition.Topic
+			if refused(err) {
+				err = &RecordError{Topic: topic, Err: err}
+			} else {
+				err = fmt.Errorf("kafka: produce to %s: %w", topic, err)
+			}
+			p.m.Fail(err)
+			p.done = true
+			return nil
+		}
+		// The client's queue is full: wait for one of our reports, or for
+		// room made by other batches.
+		if r.sent > r.got {
+			select {
+			case ev := <-r.reports:
+				r.receive(ev)
+				continue
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if r.retry == nil {
+			r.retry = time.NewTimer(5 * time.Millisecond)
+		} else {
+			r.retry.Reset(5 * time.Millisecond)
+		}
+		select {
+		case <-r.retry.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// await receives the delivery reports of every record sent.
+func (r *batchRun[T]) await(ctx context.Context) {
+	// librdkafka reports every record within DeliveryTimeout; the guard
+	// only protects against a report that never comes.
+	limit := 2*r.s.cfg.DeliveryTimeout + 10*time.Second
+	guard := time.NewTimer(limit)
+	defer guard.Stop()
+	for r.got < r.sent {
+		select {
+		case ev := <-r.reports:
+			r.receive(ev)
+		case <-ctx.Done():
+			r.failWaiting(fmt.Errorf("kafka: waiting for delivery reports: %w", ctx.Err()))
+			return
+		case <-guard.C:
+			r.failWaiting(fmt.Errorf("kafka: no delivery report within %v", limit))
+			return
+		}
+	}
+}
+
+// receive settles the message of one delivery report.
+func (r *batchRun[T]) receive(ev ckafka.Event) {
+	km, ok := ev.(*ckafka.Message)
+	if !ok {
+		return
+	}
+	r.got++
+	p := km.Opaque.(*pending[T])
+	p.done = true
+	switch err := km.TopicPartition.Error; {
+	case err == nil:
+	case refused(err):
+		p.m.Fail(&RecordError{Topic: topicOf(km), Err: err})
+	default:
+		p.m.Fail(fmt.Errorf("kafka: deliver to %s: %w", topicOf(km), err))
+	}
+}
+
+// failWaiting fails every message still waiting for its report with err.
+func (r *batchRun[T]) failWaiting(err error) {
+	for i := range r.waiting {
+		if !r.waiting[i].done {
+			r.waiting[i].m.Fail(err)
 		}
 	}
 }
@@ -414,11 +484,11 @@ func (s *Sink[T]) record(m *stages.Message[T], msg *ckafka.Message) error {
 		}
 	}
 	if topic == nil {
-		return errors.New("kafka: TopicFunc returned no topic and Config.Topic is empty")
+		return &RecordError{Err: errors.New("TopicFunc returned no topic and Config.Topic is empty")}
 	}
 	value, err := s.cfg.Value(m)
 	if err != nil {
-		return fmt.Errorf("kafka: value for %s: %w", *topic, err)
+		return &RecordError{Topic: *topic, Err: fmt.Errorf("value: %w", err)}
 	}
 	*msg = ckafka.Message{
 		TopicPartition: ckafka.TopicPartition{Topic: topic, Partition: ckafka.PartitionAny},

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka"
 	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
@@ -28,18 +27,25 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// tweet returns the i-th test tweet, with a raw line of about 400 bytes.
-func tweet(i int) twitter.Tweet {
-	id := strconv.Itoa(1_000_000 + i)
-	raw := fmt.Sprintf(`{"data":{"id":"%s","text":"tweet %d about #go and #kafka","author_id":"%d","lang":"en"},"matching_rules":[{"id":"1","tag":"golang"}]}`, id, i, 500+i%7)
-	raw += strings.Repeat(" ", max(0, 400-len(raw)))
-	return twitter.Tweet{ID: id, Text: fmt.Sprintf("tweet %d", i), Raw: []byte(raw)}
+// item is the test data: an id and a body of about 400 bytes, like the raw
+// JSON line of a tweet.
+type item struct {
+	ID   string
+	Body []byte
 }
 
-func tweets(from, n int) []twitter.Tweet {
-	out := make([]twitter.Tweet, n)
+// newItem returns the i-th test item.
+func newItem(i int) item {
+	id := strconv.Itoa(1_000_000 + i)
+	body := fmt.Sprintf(`{"data":{"id":"%s","text":"item %d about #go and #kafka","author_id":"%d","lang":"en"},"matching_rules":[{"id":"1","tag":"golang"}]}`, id, i, 500+i%7)
+	body += strings.Repeat(" ", max(0, 400-len(body)))
+	return item{ID: id, Body: []byte(body)}
+}
+
+func items(from, n int) []item {
+	out := make([]item, n)
 	for i := range out {
-		out[i] = tweet(from + i)
+		out[i] = newItem(from + i)
 	}
 	return out
 }
@@ -54,13 +60,30 @@ func batchOf[T any](data ...T) *stages.Batch[T] {
 	return b
 }
 
-func newTweetSink(t *testing.T, brokers, topic string, mod func(*kafka.Config[twitter.Tweet])) *kafka.Sink[twitter.Tweet] {
+// itemConfig is the mapping the tests use: key = id, value = body (an item
+// without one fails).
+func itemConfig(brokers, topic string) kafka.Config[item] {
+	return kafka.Config[item]{
+		Brokers: brokers,
+		Topic:   topic,
+		Key:     func(m *stages.Message[item]) []byte { return []byte(m.Data.ID) },
+		Value: func(m *stages.Message[item]) ([]byte, error) {
+			if len(m.Data.Body) == 0 {
+				return nil, fmt.Errorf("item %q has no body", m.Data.ID)
+			}
+			return m.Data.Body, nil
+		},
+		Logger: quiet,
+	}
+}
+
+func newItemSink(t testing.TB, brokers, topic string, mod func(*kafka.Config[item])) *kafka.Sink[item] {
 	t.Helper()
-	cfg := kafka.Config[twitter.Tweet]{Brokers: brokers, Topic: topic, Logger: quiet}
+	cfg := itemConfig(brokers, topic)
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := kafka.NewTweets(cfg)
+	s, err := kafka.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,13 +115,13 @@ func keys(recs []*kgo.Record) []string {
 }
 
 func TestConformance(t *testing.T) {
-	sinktest.Run(t, func(t *testing.T) sinktest.Harness[twitter.Tweet] {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness[item] {
 		c := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
-		s := newTweetSink(t, c.Brokers, "tweets", nil)
-		return sinktest.Harness[twitter.Tweet]{
+		s := newItemSink(t, c.Brokers, "tweets", nil)
+		return sinktest.Harness[item]{
 			Handle: s.HandleBatch,
-			Make:   tweet,
-			ID:     func(tw twitter.Tweet) string { return tw.ID },
+			Make:   newItem,
+			ID:     func(it item) string { return it.ID },
 			Stored: func(ctx context.Context, want int) ([]string, error) {
 				recs, err := c.ReadAll(ctx, "tweets")
 				return keys(recs), err
@@ -107,22 +130,25 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestTweetRecords checks the records a batch of tweets becomes: key = id,
-// value = raw JSON, in batch order on a one-partition topic.
-func TestTweetRecords(t *testing.T) {
+// TestRecords checks the records a batch becomes: key and value from the
+// mapping, in batch order on a one-partition topic; a message whose value
+// fails fails alone, with a *RecordError.
+func TestRecords(t *testing.T) {
 	t.Parallel()
 	c := kafkatest.Start(t, kfake.SeedTopics(1, "tweets"))
-	s := newTweetSink(t, c.Brokers, "tweets", func(cfg *kafka.Config[twitter.Tweet]) { cfg.Compression = "lz4" })
-	in := tweets(0, 300)
-	in[10].Raw = nil // no raw JSON: fails alone
+	s := newItemSink(t, c.Brokers, "tweets", func(cfg *kafka.Config[item]) { cfg.Compression = "lz4" })
+	in := items(0, 300)
+	in[10].Body = nil // no body: fails alone
 	b := batchOf(in...)
 	if err := s.HandleBatch(t.Context(), b); err != nil {
 		t.Fatal(err)
 	}
 	for i, m := range b.Messages {
 		if i == 10 {
-			if !m.Failed() || !strings.Contains(m.Err().Error(), `tweet "1000010" has no raw JSON`) {
-				t.Errorf("message 10: err %v, want no raw JSON", m.Err())
+			var rerr *kafka.RecordError
+			if !errors.As(m.Err(), &rerr) || rerr.Topic != "tweets" || !rerr.Permanent() ||
+				m.Err().Error() != `kafka: record for tweets: value: item "1000010" has no body` {
+				t.Errorf("message 10: err %v, want a *RecordError for tweets: no body", m.Err())
 			}
 			continue
 		}
@@ -136,7 +162,7 @@ func TestTweetRecords(t *testing.T) {
 	}
 	want := slices.Delete(slices.Clone(in), 10, 11)
 	for i, r := range recs {
-		if string(r.Key) != want[i].ID || string(r.Value) != string(want[i].Raw) || r.Offset != int64(i) {
+		if string(r.Key) != want[i].ID || string(r.Value) != string(want[i].Body) || r.Offset != int64(i) {
 			t.Fatalf("record %d = key %q offset %d value %.40q…, want key %q", i, r.Key, r.Offset, r.Value, want[i].ID)
 		}
 	}
@@ -195,7 +221,7 @@ func TestMapping(t *testing.T) {
 			outcome = append(outcome, "ok")
 		}
 	}
-	if want := []string{"ok", "ok", "ok", "kafka: value for odd: unlucky", "ok", "ok"}; !slices.Equal(outcome, want) {
+	if want := []string{"ok", "ok", "ok", "kafka: record for odd: value: unlucky", "ok", "ok"}; !slices.Equal(outcome, want) {
 		t.Fatalf("outcomes %q, want %q", outcome, want)
 	}
 	describe := func(recs []*kgo.Record) []string {
@@ -214,6 +240,35 @@ func TestMapping(t *testing.T) {
 	}
 	if got, want := describe(readAll(t, c, "odd")), []string{"k11:v11:trace=t11", "k15:v15:trace=t15"}; !slices.Equal(got, want) {
 		t.Errorf("odd = %q, want %q", got, want)
+	}
+}
+
+// TestOversizedRecord: a record over the producer's message.max.bytes is
+// refused by the client; its message alone fails, with a *RecordError (a
+// permanent data error), and the rest of the batch is produced.
+func TestOversizedRecord(t *testing.T) {
+	t.Parallel()
+	c := kafkatest.Start(t, kfake.SeedTopics(1, "tweets"))
+	s := newItemSink(t, c.Brokers, "tweets", func(cfg *kafka.Config[item]) {
+		cfg.Properties = ckafka.ConfigMap{"message.max.bytes": 10_000}
+	})
+	in := items(0, 5)
+	in[2].Body = []byte(strings.Repeat("x", 20_000))
+	b := batchOf(in...)
+	if err := s.HandleBatch(t.Context(), b); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range b.Messages {
+		var rerr *kafka.RecordError
+		switch {
+		case i == 2 && (!errors.As(m.Err(), &rerr) || rerr.Topic != "tweets"):
+			t.Errorf("oversized message: err %v, want a *RecordError", m.Err())
+		case i != 2 && m.Failed():
+			t.Errorf("message %d failed: %v", i, m.Err())
+		}
+	}
+	if got := keys(readAll(t, c, "tweets")); !slices.Equal(got, []string{"1000000", "1000001", "1000003", "1000004"}) {
+		t.Fatalf("topic holds %v, want the four others", got)
 	}
 }
 
@@ -237,7 +292,7 @@ type failures struct {
 	errs map[string]error
 }
 
-func (f *failures) handle(_ context.Context, failed []*stages.Message[twitter.Tweet]) {
+func (f *failures) handle(_ context.Context, failed []*stages.Message[item]) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, m := range failed {
@@ -260,13 +315,13 @@ func maps(m map[string]error) map[string]error {
 }
 
 // startTopology runs a tweets topology whose "kafka" batcher is s.
-func startTopology(t *testing.T, s *kafka.Sink[twitter.Tweet], f *failures) (*topologytest.Producer[twitter.Tweet], *topology.Topology[twitter.Tweet], func() error) {
+func startTopology(t *testing.T, s *kafka.Sink[item], f *failures) (*topologytest.Producer[item], *topology.Topology[item], func() error) {
 	t.Helper()
-	p := topologytest.NewProducer[twitter.Tweet]()
-	top, err := topology.New(topology.Spec[twitter.Tweet]{
-		Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: p, Keep: stages.Block},
-		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2},
-		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+	p := topologytest.NewProducer[item]()
+	top, err := topology.New(topology.Spec[item]{
+		Producer:   topology.ProducerSpec[item]{Producer: p, Keep: stages.Block},
+		Processors: topology.ProcessorSpec[item]{Concurrency: 2},
+		Batchers: map[string]topology.BatcherSpec[item]{
 			"kafka": {BatchSize: 50, BatchTimeout: 10 * time.Millisecond, Concurrency: 2, Handle: s.HandleBatch},
 		},
 		HandleFailed: f.handle,
@@ -285,7 +340,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 	t.Parallel()
 	port := kafkatest.FreePort(t)
 	brokers := "127.0.0.1:" + strconv.Itoa(port)
-	s := newTweetSink(t, brokers, "tweets", func(cfg *kafka.Config[twitter.Tweet]) {
+	s := newItemSink(t, brokers, "tweets", func(cfg *kafka.Config[item]) {
 		cfg.DeliveryTimeout = 1500 * time.Millisecond
 		cfg.Properties = ckafka.ConfigMap{"reconnect.backoff.max.ms": 200}
 	})
@@ -293,7 +348,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 	p, top, stop := startTopology(t, s, f)
 
 	start := time.Now()
-	down := p.Push(tweets(0, 100)...).Await(t, 30*time.Second)
+	down := p.Push(items(0, 100)...).Await(t, 30*time.Second)
 	if len(down.Failed) != 100 || len(down.Successful) != 0 {
 		t.Fatalf("broker down: %d ok, %d failed; want all 100 failed", len(down.Successful), len(down.Failed))
 	}
@@ -301,16 +356,20 @@ func TestBrokerDownThenBack(t *testing.T) {
 		t.Fatalf("messages failed after %v, before the 1.5s delivery timeout", d)
 	}
 	seen := f.snapshot()
-	for _, tw := range tweets(0, 100) {
-		err := seen[tw.ID]
+	for _, it := range items(0, 100) {
+		err := seen[it.ID]
 		var kerr ckafka.Error
 		if !errors.As(err, &kerr) || kerr.Code() != ckafka.ErrMsgTimedOut {
-			t.Fatalf("tweet %s: HandleFailed saw %v, want a message timeout", tw.ID, err)
+			t.Fatalf("item %s: HandleFailed saw %v, want a message timeout", it.ID, err)
+		}
+		var rerr *kafka.RecordError
+		if errors.As(err, &rerr) {
+			t.Fatalf("item %s: a broker outage failed it as a permanent *RecordError: %v", it.ID, err)
 		}
 	}
 
 	c := kafkatest.Start(t, kfake.Ports(port), kfake.SeedTopics(2, "tweets"))
-	up := p.Push(tweets(100, 200)...).Await(t, 60*time.Second)
+	up := p.Push(items(100, 200)...).Await(t, 60*time.Second)
 	if len(up.Successful) != 200 || len(up.Failed) != 0 {
 		t.Fatalf("broker back: %d ok, %d failed; want all 200 ok (first error: %v)", len(up.Successful), len(up.Failed), firstErr(up.Failed))
 	}
@@ -320,7 +379,7 @@ func TestBrokerDownThenBack(t *testing.T) {
 	got := keys(readAll(t, c, "tweets"))
 	slices.Sort(got)
 	var want []string
-	for _, tw := range tweets(100, 200) {
+	for _, tw := range items(100, 200) {
 		want = append(want, tw.ID)
 	}
 	if !slices.Equal(got, want) {
@@ -341,21 +400,21 @@ func TestBrokerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newTweetSink(t, c1.Brokers, "tweets", func(cfg *kafka.Config[twitter.Tweet]) {
+	s := newItemSink(t, c1.Brokers, "tweets", func(cfg *kafka.Config[item]) {
 		cfg.DeliveryTimeout = 1500 * time.Millisecond
 		cfg.Properties = ckafka.ConfigMap{"reconnect.backoff.max.ms": 200}
 	})
 	f := &failures{errs: map[string]error{}}
 	p, _, stop := startTopology(t, s, f)
-	if acks := p.Push(tweets(0, 100)...).Await(t, 30*time.Second); len(acks.Successful) != 100 {
+	if acks := p.Push(items(0, 100)...).Await(t, 30*time.Second); len(acks.Successful) != 100 {
 		t.Fatalf("before the stop: %d of 100 ok (%v)", len(acks.Successful), firstErr(acks.Failed))
 	}
 	c1.Close()
-	if acks := p.Push(tweets(100, 50)...).Await(t, 30*time.Second); len(acks.Failed) != 50 {
+	if acks := p.Push(items(100, 50)...).Await(t, 30*time.Second); len(acks.Failed) != 50 {
 		t.Fatalf("broker stopped: %d of 50 failed, want all", len(acks.Failed))
 	}
 	c2 := kafkatest.Start(t, kfake.Ports(port), kfake.SeedTopics(1, "tweets"))
-	acks := p.Push(tweets(150, 100)...).Await(t, 60*time.Second)
+	acks := p.Push(items(150, 100)...).Await(t, 60*time.Second)
 	if len(acks.Successful) != 100 {
 		t.Fatalf("broker restarted: %d of 100 ok (first error: %v)", len(acks.Successful), firstErr(acks.Failed))
 	}
@@ -365,7 +424,7 @@ func TestBrokerRestart(t *testing.T) {
 	got := keys(readAll(t, c2, "tweets"))
 	slices.Sort(got) // two batch processors: batches may land in either order
 	var want []string
-	for _, tw := range tweets(150, 100) {
+	for _, tw := range items(150, 100) {
 		want = append(want, tw.ID)
 	}
 	if !slices.Equal(got, want) {

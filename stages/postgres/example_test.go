@@ -2,55 +2,35 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"log"
+	"log/slog"
 	"time"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
 	"github.com/causeway-go/causeway/topology"
 )
 
-// ExampleNewTweets wires a Postgres sink as the "postgres" batcher of a
-// tweets topology. The tweets table is created (or migrated) by NewTweets;
-// replays and duplicate tweets never duplicate rows.
-func ExampleNewTweets() {
-	ctx := context.Background()
-	sink, err := postgres.NewTweets(ctx, postgres.TweetsConfig{
-		URL:   "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-		Table: "tweets",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer sink.Close()
-
-	var source stages.Producer[twitter.Tweet] // the X stream, say
-	top, err := topology.New(topology.Spec[twitter.Tweet]{
-		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: source},
-		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
-			"postgres": {BatchSize: 5000, BatchTimeout: time.Second, Concurrency: 2, Handle: sink.HandleBatch},
-		},
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	_ = top.Run(ctx)
-}
-
-// ExampleNew writes any type with a row function; the table needs a
-// primary key or unique constraint for replays to be idempotent.
+// ExampleNew wires a Postgres sink as the "postgres" batcher of a topology
+// of sensor readings. The topology describes the table (its schema, the
+// columns written, the conflict key) and maps each message to a row; the
+// sink creates or migrates the table at start, and replays never duplicate
+// rows. Rows Postgres refuses fail alone with a *postgres.RowError, a
+// permanent data error that a dead-letter step can keep.
 func ExampleNew() {
 	type reading struct {
 		Sensor string
 		At     time.Time
 		Value  float64
 	}
-	sink, err := postgres.New(context.Background(), postgres.Config[reading]{
-		URL:     "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
-		Table:   "readings",
-		Columns: []string{"sensor", "at", "value"},
-		Migrate: []string{`CREATE TABLE IF NOT EXISTS readings (sensor text, at timestamptz, value float8, PRIMARY KEY (sensor, at))`},
+	ctx := context.Background()
+	sink, err := postgres.New(ctx, postgres.Config[reading]{
+		URL:         "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable",
+		Table:       "readings",
+		Columns:     []string{"sensor", "at", "value"},
+		ConflictKey: []string{"sensor", "at"},
+		Migrate:     []string{`CREATE TABLE IF NOT EXISTS readings (sensor text, at timestamptz, value float8, PRIMARY KEY (sensor, at))`},
 		Row: func(m *stages.Message[reading]) ([]any, error) {
 			return []any{m.Data.Sensor, m.Data.At, m.Data.Value}, nil
 		},
@@ -59,5 +39,22 @@ func ExampleNew() {
 		log.Fatal(err)
 	}
 	defer sink.Close()
-	// Use sink.HandleBatch as a batcher's Handle.
+
+	var source stages.Producer[reading] // a Kafka consumer, say
+	top, err := topology.New(topology.Spec[reading]{
+		Producer: topology.ProducerSpec[reading]{Producer: source},
+		Batchers: map[string]topology.BatcherSpec[reading]{
+			"postgres": {BatchSize: 5000, BatchTimeout: time.Second, Concurrency: 2, Handle: sink.HandleBatch},
+		},
+		HandleFailed: func(_ context.Context, failed []*stages.Message[reading]) {
+			for _, m := range failed {
+				var rowErr *postgres.RowError
+				slog.Warn("reading not stored", "sensor", m.Data.Sensor, "permanent", errors.As(m.Err(), &rowErr), "err", m.Err())
+			}
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_ = top.Run(ctx)
 }

@@ -8,11 +8,11 @@
 // serialization failures) are retried with capped exponential back-off. A
 // data error (a value Postgres rejects, such as a NUL character in JSON) is
 // isolated by splitting the batch and retrying the halves, so only the bad
-// rows fail, each with Postgres' error.
+// rows fail, each with a *RowError carrying Postgres' error.
 //
-// The sink has two modes: New writes any T with a row function the caller
-// gives (table, columns, row), and NewTweets writes twitter.Tweet values
-// into a tweets table it creates or migrates at start.
+// The sink knows nothing of the data it writes: the caller describes the
+// table (name, columns, conflict key, the statements that create or migrate
+// it) and maps each message to a row (Config.Row).
 package postgres
 
 import (
@@ -49,12 +49,19 @@ type Config[T any] struct {
 	// Columns are the target columns Row fills, in order. Required.
 	Columns []string
 	// Row returns a message's values for Columns. An error fails that
-	// message alone; the rest of the batch is written. Required.
+	// message alone, with a *RowError; the rest of the batch is written.
+	// Required.
 	Row func(m *stages.Message[T]) ([]any, error)
+	// ConflictKey names the columns of the primary key or unique
+	// constraint that makes a row a repeat: a row conflicting on it is
+	// skipped (ON CONFLICT (ConflictKey) DO NOTHING), while a violation of
+	// any other constraint fails that row. Empty: a row conflicting with
+	// any unique constraint is skipped (ON CONFLICT DO NOTHING).
+	ConflictKey []string
 	// Migrate, if set, runs once in New before anything else, in a
 	// transaction holding an advisory lock on the table name, so that
 	// instances starting together do not race: statements such as
-	// CREATE TABLE IF NOT EXISTS.
+	// CREATE TABLE IF NOT EXISTS, ALTER TABLE … ADD COLUMN IF NOT EXISTS.
 	Migrate []string
 	// Retry bounds the retries of transient errors.
 	Retry Retry
@@ -99,7 +106,7 @@ func (r Retry) wait(attempt int) time.Duration {
 	return d + jitter
 }
 
-// Validate reports the first field of c that is missing or out of range.
+// Validate reports every field of c that is missing or out of range.
 func (c *Config[T]) Validate() error {
 	var errs []error
 	if c.Pool == nil && c.URL == "" {
@@ -119,6 +126,11 @@ func (c *Config[T]) Validate() error {
 	if c.Row == nil {
 		errs = append(errs, errors.New("postgres: Config.Row is required"))
 	}
+	for i, col := range c.ConflictKey {
+		if col == "" {
+			errs = append(errs, fmt.Errorf("postgres: Config.ConflictKey[%d] is empty", i))
+		}
+	}
 	if r := c.Retry; r.Attempts < 0 || r.Backoff < 0 || r.MaxBackoff < 0 {
 		errs = append(errs, fmt.Errorf("postgres: Config.Retry must not be negative, got %d attempts, backoff %v, max %v",
 			r.Attempts, r.Backoff, r.MaxBackoff))
@@ -131,6 +143,7 @@ func (c *Config[T]) Validate() error {
 type Sink[T any] struct {
 	pool     *pgxpool.Pool
 	ownPool  bool
+	name     string // the table as Config.Table names it
 	table    pgx.Identifier
 	columns  []string
 	row      func(m *stages.Message[T]) ([]any, error)
@@ -149,6 +162,7 @@ func New[T any](ctx context.Context, cfg Config[T]) (*Sink[T], error) {
 	}
 	s := &Sink[T]{
 		pool:    cfg.Pool,
+		name:    cfg.Table,
 		table:   parseIdentifier(cfg.Table),
 		columns: append([]string(nil), cfg.Columns...),
 		row:     cfg.Row,
@@ -175,13 +189,21 @@ func New[T any](ctx context.Context, cfg Config[T]) (*Sink[T], error) {
 		cols[i] = pgx.Identifier{c}.Sanitize()
 	}
 	colList := strings.Join(cols, ", ")
+	conflict := ""
+	if len(cfg.ConflictKey) > 0 {
+		keys := make([]string, len(cfg.ConflictKey))
+		for i, c := range cfg.ConflictKey {
+			keys[i] = pgx.Identifier{c}.Sanitize()
+		}
+		conflict = " (" + strings.Join(keys, ", ") + ")"
+	}
 	// The staging table has only the columns the sink writes, with the
 	// target's types; ON COMMIT DELETE ROWS empties it after each batch.
 	s.createSt = fmt.Sprintf(
 		"CREATE TEMP TABLE IF NOT EXISTS %s ON COMMIT DELETE ROWS AS SELECT %s FROM %s WITH NO DATA",
 		s.stage, colList, target)
-	s.moveSt = fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.%s ON CONFLICT DO NOTHING",
-		target, colList, colList, s.stage)
+	s.moveSt = fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM pg_temp.%s ON CONFLICT%s DO NOTHING",
+		target, colList, colList, s.stage, conflict)
 	if len(cfg.Migrate) > 0 {
 		if err := s.migrate(ctx, cfg.Table, cfg.Migrate); err != nil {
 			s.Close()
@@ -225,9 +247,38 @@ func (s *Sink[T]) Close() error {
 	return nil
 }
 
+// RowError is the error of a message whose row cannot be written however
+// often it is tried: the row function failed, or Postgres rejected the row's
+// values (a data exception or a constraint violation, SQLSTATE classes 22
+// and 23). It is a permanent data error, unlike a lost connection or a
+// server restart, which the sink retries: a dead-letter step finds it with
+// errors.As. Err is the row function's error or Postgres' *pgconn.PgError.
+type RowError struct {
+	// Table is the target table, as Config.Table names it.
+	Table string
+	// Err is why the row was not written.
+	Err error
+}
+
+func (e *RowError) Error() string {
+	var pgErr *pgconn.PgError
+	if errors.As(e.Err, &pgErr) {
+		return "postgres: row rejected by " + e.Table + ": " + e.Err.Error()
+	}
+	return "postgres: row for " + e.Table + ": " + e.Err.Error()
+}
+
+// Unwrap returns why the row was not written.
+func (e *RowError) Unwrap() error { return e.Err }
+
+// Permanent reports true: writing the row again does not help. It lets a
+// dead-letter step tell permanent data errors of any sink apart by one
+// method (interface{ Permanent() bool }) without importing this package.
+func (e *RowError) Permanent() bool { return true }
+
 // HandleBatch writes the batch's messages; it is a stages.BatchHandler.
 // Messages whose row function fails, and rows Postgres rejects, are failed
-// one by one; the rest are written. It returns an error (failing the whole
+// one by one with a *RowError; the rest are written. It returns an error (failing the whole
 // batch) only when the table cannot be written at all: transient errors
 // that outlast the retries, or errors that are not about the data (a
 // missing table, a permission).
@@ -240,7 +291,7 @@ func (s *Sink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 			err = fmt.Errorf("row function returned %d values for %d columns", len(vals), len(s.columns))
 		}
 		if err != nil {
-			m.Fail(fmt.Errorf("postgres: %s: %w", s.table.Sanitize(), err))
+			m.Fail(&RowError{Table: s.name, Err: err})
 			continue
 		}
 		rows = append(rows, vals)
@@ -275,7 +326,7 @@ func (s *Sink[T]) write(ctx context.Context, rows [][]any, msgs []*stages.Messag
 // error, and every row it could not try with the error that stopped it.
 func (s *Sink[T]) isolate(ctx context.Context, rows [][]any, msgs []*stages.Message[T], err error) (stop error) {
 	if len(rows) == 1 {
-		msgs[0].Fail(fmt.Errorf("postgres: row rejected by %s: %w", s.table.Sanitize(), err))
+		msgs[0].Fail(&RowError{Table: s.name, Err: err})
 		return nil
 	}
 	half := len(rows) / 2

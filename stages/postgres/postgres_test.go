@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
 	"github.com/causeway-go/causeway/stages/postgres/pgtest"
@@ -31,41 +30,87 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// tweet returns the i-th test tweet: id 1000000+i, with a raw JSON line of
-// about 400 bytes like the X stream sends.
-func tweet(i int) twitter.Tweet {
-	id := strconv.Itoa(1_000_000 + i)
-	t := twitter.Tweet{
-		ID:             id,
-		Text:           fmt.Sprintf("tweet number %d about #go and #kafka, with some padding to look real", i),
-		AuthorID:       strconv.Itoa(500 + i%7),
-		ConversationID: id,
-		CreatedAt:      time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Second),
-		Lang:           []string{"en", "fr", "de"}[i%3],
-		Hashtags:       []string{"go", "kafka"},
-		Mentions:       []string{"gopher"},
-		MatchingRules:  []twitter.MatchingRule{{ID: "1", Tag: "golang"}, {ID: "2", Tag: "streams"}},
+// post is the test data: a record with the kinds of columns a real table
+// has (a bigint key, a timestamp, a text array, raw JSON for jsonb).
+type post struct {
+	ID     int64
+	Author int64
+	At     time.Time
+	Lang   string
+	Text   string
+	Tags   []string
+	Raw    []byte
+}
+
+// postsSchema creates the posts table the tests write.
+const postsSchema = `CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY, author bigint, at timestamptz,
+	lang text NOT NULL DEFAULT '', text text NOT NULL DEFAULT '', tags text[] NOT NULL DEFAULT '{}', raw jsonb,
+	ingested_at timestamptz NOT NULL DEFAULT now())`
+
+var postColumns = []string{"id", "author", "at", "lang", "text", "tags", "raw"}
+
+// postRow maps a post to postColumns; a post whose id is not positive
+// fails before Postgres sees it.
+func postRow(m *stages.Message[post]) ([]any, error) {
+	p := &m.Data
+	if p.ID <= 0 {
+		return nil, fmt.Errorf("post id %d is not positive", p.ID)
 	}
-	raw, _ := json.Marshal(map[string]any{
-		"data": map[string]any{"id": t.ID, "text": t.Text, "author_id": t.AuthorID, "lang": t.Lang,
-			"created_at": t.CreatedAt.Format(time.RFC3339)},
+	var raw any
+	if len(p.Raw) > 0 {
+		raw = p.Raw
+	}
+	tags := p.Tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return []any{p.ID, p.Author, p.At, p.Lang, p.Text, tags, raw}, nil
+}
+
+// postsConfig is a sink config for the posts table on pool.
+func postsConfig(pool *pgxpool.Pool) postgres.Config[post] {
+	return postgres.Config[post]{
+		Pool:        pool,
+		Table:       "posts",
+		Columns:     postColumns,
+		ConflictKey: []string{"id"},
+		Row:         postRow,
+		Migrate:     []string{postsSchema},
+		Logger:      quiet,
+		Retry:       postgres.Retry{Backoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Attempts: 20},
+	}
+}
+
+// newPost returns the i-th test post: id 1000000+i, with a raw JSON
+// document of about 400 bytes.
+func newPost(i int) post {
+	id := int64(1_000_000 + i)
+	p := post{
+		ID:     id,
+		Author: int64(500 + i%7),
+		At:     time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Second),
+		Lang:   []string{"en", "fr", "de"}[i%3],
+		Text:   fmt.Sprintf("post number %d about #go and #kafka, with some padding to look real", i),
+		Tags:   []string{"go", "kafka"},
+	}
+	p.Raw, _ = json.Marshal(map[string]any{
+		"data": map[string]any{"id": strconv.FormatInt(id, 10), "text": p.Text, "author_id": p.Author, "lang": p.Lang,
+			"created_at": p.At.Format(time.RFC3339)},
 		"matching_rules": []map[string]string{{"id": "1", "tag": "golang"}, {"id": "2", "tag": "streams"}},
 	})
-	t.Raw = raw
-	return t
+	return p
 }
 
-// poison returns tweet i with a raw line that jsonb rejects.
-func poison(i int) twitter.Tweet {
-	t := tweet(i)
-	t.Raw = []byte(`{"data":{"id":"` + t.ID + `","text":"nul \u0000 here"}}`)
-	return t
+// poison returns post i with raw JSON that jsonb rejects.
+func poison(i int) post {
+	p := newPost(i)
+	p.Raw = []byte(`{"data":{"id":"` + strconv.FormatInt(p.ID, 10) + `","text":"nul \u0000 here"}}`)
+	return p
 }
 
-func newTweets(t *testing.T, pool *pgxpool.Pool) *postgres.Sink[twitter.Tweet] {
+func newPosts(t testing.TB, pool *pgxpool.Pool) *postgres.Sink[post] {
 	t.Helper()
-	s, err := postgres.NewTweets(t.Context(), postgres.TweetsConfig{Pool: pool, Logger: quiet,
-		Retry: postgres.Retry{Backoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, Attempts: 20}})
+	s, err := postgres.New(t.Context(), postsConfig(pool))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,20 +118,20 @@ func newTweets(t *testing.T, pool *pgxpool.Pool) *postgres.Sink[twitter.Tweet] {
 	return s
 }
 
-func batchOf(tweets ...twitter.Tweet) *stages.Batch[twitter.Tweet] {
-	msgs := make([]stages.Message[twitter.Tweet], len(tweets))
-	b := &stages.Batch[twitter.Tweet]{BatchInfo: stages.BatchInfo{Batcher: "postgres", Size: len(tweets), Attempt: 1}}
+func batchOf[T any](data ...T) *stages.Batch[T] {
+	msgs := make([]stages.Message[T], len(data))
+	b := &stages.Batch[T]{BatchInfo: stages.BatchInfo{Batcher: "postgres", Size: len(data), Attempt: 1}}
 	for i := range msgs {
-		msgs[i].Data = tweets[i]
+		msgs[i].Data = data[i]
 		b.Messages = append(b.Messages, &msgs[i])
 	}
 	return b
 }
 
-func tweetRange(from, n int) []twitter.Tweet {
-	out := make([]twitter.Tweet, n)
+func postRange(from, n int) []post {
+	out := make([]post, n)
 	for i := range out {
-		out[i] = tweet(from + i)
+		out[i] = newPost(from + i)
 	}
 	return out
 }
@@ -114,15 +159,15 @@ func idRange(from, n int) []int64 {
 }
 
 func TestConformance(t *testing.T) {
-	sinktest.Run(t, func(t *testing.T) sinktest.Harness[twitter.Tweet] {
+	sinktest.Run(t, func(t *testing.T) sinktest.Harness[post] {
 		pool, _ := pgtest.Schema(t)
-		s := newTweets(t, pool)
-		return sinktest.Harness[twitter.Tweet]{
+		s := newPosts(t, pool)
+		return sinktest.Harness[post]{
 			Handle: s.HandleBatch,
-			Make:   tweet,
-			ID:     func(tw twitter.Tweet) string { return tw.ID },
+			Make:   newPost,
+			ID:     func(p post) string { return strconv.FormatInt(p.ID, 10) },
 			Stored: func(ctx context.Context, want int) ([]string, error) {
-				rows, err := pool.Query(ctx, "SELECT id::text FROM tweets ORDER BY id")
+				rows, err := pool.Query(ctx, "SELECT id::text FROM posts ORDER BY id")
 				if err != nil {
 					return nil, err
 				}
@@ -132,52 +177,44 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestTweetsRowValues(t *testing.T) {
+// TestRowValues checks that the values the row function returns land in
+// their columns: timestamps, arrays, raw JSON as jsonb, NULL for a nil
+// value, and the defaults of the columns the sink does not write.
+func TestRowValues(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
-	s := newTweets(t, pool)
-	in := tweet(7)
-	bare := twitter.Tweet{ID: "42", Text: "no extras"}
+	s := newPosts(t, pool)
+	in := newPost(7)
+	bare := post{ID: 42, Text: "no extras"}
 	if err := s.HandleBatch(t.Context(), batchOf(in, bare)); err != nil {
 		t.Fatal(err)
 	}
 	type row struct {
-		ID, Author, Conversation *int64
-		Created                  *time.Time
-		Lang, Text               string
-		Hashtags, Mentions, Tags []string
-		Raw                      map[string]any
-		Ingested                 time.Time
+		ID, Author int64
+		At         time.Time
+		Lang, Text string
+		Tags       []string
+		Raw        map[string]any
+		Ingested   time.Time
 	}
-	rows, err := pool.Query(t.Context(), `SELECT id, author_id, conversation_id, created_at, lang, text,
-		hashtags, mentions, rule_tags, raw, ingested_at FROM tweets ORDER BY id`)
+	rows, err := pool.Query(t.Context(), `SELECT id, author, at, lang, text, tags, raw, ingested_at FROM posts ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.ID, &r.Author, &r.Conversation, &r.Created, &r.Lang, &r.Text,
-			&r.Hashtags, &r.Mentions, &r.Tags, &r.Raw, &r.Ingested); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, r)
-	}
-	if err := rows.Err(); err != nil {
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[row])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 2 {
 		t.Fatalf("got %d rows, want 2", len(got))
 	}
 	b, r := got[0], got[1]
-	if *b.ID != 42 || b.Author != nil || b.Conversation != nil || b.Created != nil || b.Text != "no extras" ||
-		b.Lang != "" || len(b.Hashtags) != 0 || len(b.Tags) != 0 || b.Raw != nil {
-		t.Errorf("bare tweet row = %+v", b)
+	if b.ID != 42 || b.Text != "no extras" || b.Lang != "" || len(b.Tags) != 0 || b.Raw != nil {
+		t.Errorf("bare post row = %+v", b)
 	}
-	if *r.ID != 1_000_007 || *r.Author != 500 || *r.Conversation != 1_000_007 || !r.Created.Equal(in.CreatedAt) ||
-		r.Lang != "fr" || r.Text != in.Text || !slices.Equal(r.Hashtags, []string{"go", "kafka"}) ||
-		!slices.Equal(r.Mentions, []string{"gopher"}) || !slices.Equal(r.Tags, []string{"golang", "streams"}) {
-		t.Errorf("tweet row = %+v", r)
+	if r.ID != 1_000_007 || r.Author != 500 || !r.At.Equal(in.At) || r.Lang != "fr" || r.Text != in.Text ||
+		!slices.Equal(r.Tags, []string{"go", "kafka"}) {
+		t.Errorf("post row = %+v", r)
 	}
 	var want map[string]any
 	if err := json.Unmarshal(in.Raw, &want); err != nil {
@@ -191,32 +228,39 @@ func TestTweetsRowValues(t *testing.T) {
 	}
 }
 
-func TestTweetsSchemaMigratesOlderTable(t *testing.T) {
+// TestMigrateConcurrently: Config.Migrate brings an older table up to date
+// (adding the columns it lacks, keeping its rows), and two sinks starting
+// together both migrate without error.
+func TestMigrateConcurrently(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)
-	// An older version of the table, with a row in it.
-	if _, err := pool.Exec(t.Context(), `CREATE TABLE tweets (id bigint PRIMARY KEY, text text NOT NULL DEFAULT '');
-		INSERT INTO tweets (id, text) VALUES (1, 'old')`); err != nil {
+	if _, err := pool.Exec(t.Context(), `CREATE TABLE posts (id bigint PRIMARY KEY, text text NOT NULL DEFAULT '');
+		INSERT INTO posts (id, text) VALUES (1, 'old')`); err != nil {
 		t.Fatal(err)
 	}
-	// Two instances starting together both migrate without error.
+	cfg := postsConfig(pool)
+	cfg.Migrate = []string{
+		"CREATE TABLE IF NOT EXISTS posts (id bigint PRIMARY KEY)",
+		"ALTER TABLE posts ADD COLUMN IF NOT EXISTS author bigint",
+		"ALTER TABLE posts ADD COLUMN IF NOT EXISTS at timestamptz",
+		"ALTER TABLE posts ADD COLUMN IF NOT EXISTS lang text NOT NULL DEFAULT ''",
+		"ALTER TABLE posts ADD COLUMN IF NOT EXISTS tags text[] NOT NULL DEFAULT '{}'",
+		"ALTER TABLE posts ADD COLUMN IF NOT EXISTS raw jsonb",
+	}
 	var wg sync.WaitGroup
+	sinks := make([]*postgres.Sink[post], 2)
 	errs := make([]error, 2)
 	for i := range errs {
-		wg.Go(func() {
-			s, err := postgres.NewTweets(t.Context(), postgres.TweetsConfig{Pool: pool, Logger: quiet})
-			if err == nil {
-				s.Close()
-			}
-			errs[i] = err
-		})
+		wg.Go(func() { sinks[i], errs[i] = postgres.New(t.Context(), cfg) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	defer sinks[1].Close()
+	defer sinks[0].Close()
 	rows, err := pool.Query(t.Context(), `SELECT column_name FROM information_schema.columns
-		WHERE table_schema = $1 AND table_name = 'tweets' ORDER BY ordinal_position`, schema)
+		WHERE table_schema = $1 AND table_name = 'posts' ORDER BY ordinal_position`, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,19 +268,17 @@ func TestTweetsSchemaMigratesOlderTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"id", "text", "author_id", "conversation_id", "created_at", "lang", "hashtags", "mentions", "rule_tags", "raw", "ingested_at"}
-	if !slices.Equal(cols, want) {
+	if want := []string{"id", "text", "author", "at", "lang", "tags", "raw"}; !slices.Equal(cols, want) {
 		t.Fatalf("columns = %v, want %v", cols, want)
 	}
-	s := newTweets(t, pool)
-	if err := s.HandleBatch(t.Context(), batchOf(tweet(1))); err != nil {
+	if err := sinks[0].HandleBatch(t.Context(), batchOf(newPost(1))); err != nil {
 		t.Fatal(err)
 	}
 	var old string
-	if err := pool.QueryRow(t.Context(), "SELECT text FROM tweets WHERE id = 1").Scan(&old); err != nil || old != "old" {
+	if err := pool.QueryRow(t.Context(), "SELECT text FROM posts WHERE id = 1").Scan(&old); err != nil || old != "old" {
 		t.Fatalf("old row text = %q, %v", old, err)
 	}
-	if got := ids(t, pool, "tweets"); !slices.Equal(got, []int64{1, 1_000_001}) {
+	if got := ids(t, pool, "posts"); !slices.Equal(got, []int64{1, 1_000_001}) {
 		t.Fatalf("ids = %v", got)
 	}
 }
@@ -244,31 +286,31 @@ func TestTweetsSchemaMigratesOlderTable(t *testing.T) {
 func TestIdempotentReplay(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
-	s := newTweets(t, pool)
-	if err := s.HandleBatch(t.Context(), batchOf(tweetRange(0, 500)...)); err != nil {
+	s := newPosts(t, pool)
+	if err := s.HandleBatch(t.Context(), batchOf(postRange(0, 500)...)); err != nil {
 		t.Fatal(err)
 	}
-	// The same batch again, then one that overlaps it and repeats a tweet.
-	replay := batchOf(tweetRange(0, 500)...)
+	// The same batch again, then one that overlaps it and repeats a post.
+	replay := batchOf(postRange(0, 500)...)
 	if err := s.HandleBatch(t.Context(), replay); err != nil {
 		t.Fatal(err)
 	}
-	overlap := batchOf(append(tweetRange(400, 200), tweet(450))...)
+	overlap := batchOf(append(postRange(400, 200), newPost(450))...)
 	if err := s.HandleBatch(t.Context(), overlap); err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []*stages.Batch[twitter.Tweet]{replay, overlap} {
+	for _, b := range []*stages.Batch[post]{replay, overlap} {
 		for _, m := range b.Messages {
 			if m.Failed() {
-				t.Fatalf("tweet %s failed: %v", m.Data.ID, m.Err())
+				t.Fatalf("post %d failed: %v", m.Data.ID, m.Err())
 			}
 		}
 	}
-	if got := ids(t, pool, "tweets"); !slices.Equal(got, idRange(0, 600)) {
+	if got := ids(t, pool, "posts"); !slices.Equal(got, idRange(0, 600)) {
 		t.Fatalf("got %d ids, want 600 distinct (1000000..1000599)", len(got))
 	}
 	var dups int
-	if err := pool.QueryRow(t.Context(), "SELECT count(*) - count(DISTINCT id) FROM tweets").Scan(&dups); err != nil || dups != 0 {
+	if err := pool.QueryRow(t.Context(), "SELECT count(*) - count(DISTINCT id) FROM posts").Scan(&dups); err != nil || dups != 0 {
 		t.Fatalf("duplicates = %d, %v", dups, err)
 	}
 }
@@ -276,13 +318,13 @@ func TestIdempotentReplay(t *testing.T) {
 func TestRowLevelIsolation(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
-	s := newTweets(t, pool)
-	in := tweetRange(0, 200)
+	s := newPosts(t, pool)
+	in := postRange(0, 200)
 	bad := []int{3, 77, 78, 199}
 	for _, i := range bad {
 		in[i] = poison(i)
 	}
-	in[120].ID = "not-a-number" // fails in the row function, before Postgres
+	in[120].ID = -120 // fails in the row function, before Postgres
 	b := batchOf(in...)
 	if err := s.HandleBatch(t.Context(), b); err != nil {
 		t.Fatalf("HandleBatch: %v", err)
@@ -293,8 +335,12 @@ func TestRowLevelIsolation(t *testing.T) {
 			continue
 		}
 		failed = append(failed, i)
+		var rowErr *postgres.RowError
+		if !errors.As(m.Err(), &rowErr) || rowErr.Table != "posts" || !rowErr.Permanent() {
+			t.Errorf("message %d failed with %v, want a *postgres.RowError", i, m.Err())
+		}
 		if i == 120 {
-			if !strings.Contains(m.Err().Error(), `tweet id "not-a-number" is not a decimal integer`) {
+			if m.Err().Error() != "postgres: row for posts: post id -120 is not positive" {
 				t.Errorf("message 120: %v", m.Err())
 			}
 			continue
@@ -313,34 +359,34 @@ func TestRowLevelIsolation(t *testing.T) {
 			want = append(want, int64(1_000_000+i))
 		}
 	}
-	if got := ids(t, pool, "tweets"); !slices.Equal(got, want) {
+	if got := ids(t, pool, "posts"); !slices.Equal(got, want) {
 		t.Fatalf("stored %d rows, want the %d good ones", len(got), len(want))
 	}
 }
 
-// TestBadRowsReachHandleFailed runs poisoned tweets through a topology: only
+// TestBadRowsReachHandleFailed runs poisoned posts through a topology: only
 // they fail, HandleFailed sees each with Postgres' error, and the counters
 // balance.
 func TestBadRowsReachHandleFailed(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
-	s := newTweets(t, pool)
+	s := newPosts(t, pool)
 	var (
 		mu        sync.Mutex
-		seenFails = map[string]string{}
+		seenFails = map[int64]error{}
 	)
-	p := topologytest.NewProducer[twitter.Tweet]()
-	top, err := topology.New(topology.Spec[twitter.Tweet]{
-		Producer:   topology.ProducerSpec[twitter.Tweet]{Producer: p, Keep: stages.Block},
-		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2},
-		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+	p := topologytest.NewProducer[post]()
+	top, err := topology.New(topology.Spec[post]{
+		Producer:   topology.ProducerSpec[post]{Producer: p, Keep: stages.Block},
+		Processors: topology.ProcessorSpec[post]{Concurrency: 2},
+		Batchers: map[string]topology.BatcherSpec[post]{
 			"postgres": {BatchSize: 100, BatchTimeout: 50 * time.Millisecond, Concurrency: 2, Handle: s.HandleBatch},
 		},
-		HandleFailed: func(_ context.Context, failed []*stages.Message[twitter.Tweet]) {
+		HandleFailed: func(_ context.Context, failed []*stages.Message[post]) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, m := range failed {
-				seenFails[m.Data.ID] = m.Err().Error()
+				seenFails[m.Data.ID] = m.Err()
 			}
 		},
 	})
@@ -348,7 +394,7 @@ func TestBadRowsReachHandleFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := topologytest.Start(t, top)
-	in := tweetRange(0, 1000)
+	in := postRange(0, 1000)
 	for i := 5; i < 1000; i += 100 {
 		in[i] = poison(i)
 	}
@@ -360,15 +406,16 @@ func TestBadRowsReachHandleFailed(t *testing.T) {
 		t.Fatalf("acked %d ok, %d failed; want 990, 10", len(acks.Successful), len(acks.Failed))
 	}
 	if len(seenFails) != 10 {
-		t.Fatalf("HandleFailed saw %d tweets, want 10", len(seenFails))
+		t.Fatalf("HandleFailed saw %d posts, want 10", len(seenFails))
 	}
 	for i := 5; i < 1000; i += 100 {
-		msg, ok := seenFails[strconv.Itoa(1_000_000+i)]
-		if !ok || !strings.Contains(msg, "unsupported Unicode escape sequence (SQLSTATE 22P05)") {
-			t.Errorf("tweet %d: HandleFailed saw %q", i, msg)
+		err, ok := seenFails[int64(1_000_000+i)]
+		var rowErr *postgres.RowError
+		if !ok || !errors.As(err, &rowErr) || !strings.Contains(err.Error(), "unsupported Unicode escape sequence (SQLSTATE 22P05)") {
+			t.Errorf("post %d: HandleFailed saw %v", i, err)
 		}
 	}
-	if got := ids(t, pool, "tweets"); len(got) != 990 {
+	if got := ids(t, pool, "posts"); len(got) != 990 {
 		t.Fatalf("table holds %d rows, want 990", len(got))
 	}
 	st := top.Stats()
@@ -377,79 +424,100 @@ func TestBadRowsReachHandleFailed(t *testing.T) {
 	}
 }
 
-func TestGenericMode(t *testing.T) {
+// TestConflictKey: with a conflict key, a row that repeats the key is
+// skipped (the first of two in one batch wins), while a row that violates
+// another constraint (a second unique column, a check) fails alone with a
+// *RowError; without one, any unique violation is skipped.
+func TestConflictKey(t *testing.T) {
 	t.Parallel()
-	pool, _ := pgtest.Schema(t)
 	type event struct {
 		ID    int
-		Kind  string
+		Name  string
 		Score float64
 	}
-	s, err := postgres.New(t.Context(), postgres.Config[event]{
-		Pool:    pool,
-		Table:   "events",
-		Columns: []string{"id", "kind", "score"},
-		Migrate: []string{`CREATE TABLE IF NOT EXISTS events (id int PRIMARY KEY, kind text NOT NULL CHECK (kind <> 'forbidden'), score float8)`},
-		Row: func(m *stages.Message[event]) ([]any, error) {
-			if m.Data.ID < 0 {
-				return nil, fmt.Errorf("negative id %d", m.Data.ID)
+	for _, tc := range []struct {
+		name        string
+		conflictKey []string
+		want        []string
+		stored      []event
+	}{
+		{"id", []string{"id"}, []string{"ok", "row-func", "check", "ok", "ok", "unique"},
+			[]event{{1, "a", 0.5}, {4, "c", 3}}},
+		{"any", nil, []string{"ok", "row-func", "check", "ok", "ok", "ok"},
+			[]event{{1, "a", 0.5}, {4, "c", 3}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, _ := pgtest.Schema(t)
+			s, err := postgres.New(t.Context(), postgres.Config[event]{
+				Pool:        pool,
+				Table:       "events",
+				Columns:     []string{"id", "name", "score"},
+				ConflictKey: tc.conflictKey,
+				Migrate: []string{`CREATE TABLE IF NOT EXISTS events (id int PRIMARY KEY,
+					name text NOT NULL UNIQUE CHECK (name <> 'forbidden'), score float8)`},
+				Row: func(m *stages.Message[event]) ([]any, error) {
+					if m.Data.ID < 0 {
+						return nil, fmt.Errorf("negative id %d", m.Data.ID)
+					}
+					return []any{m.Data.ID, m.Data.Name, m.Data.Score}, nil
+				},
+				Logger: quiet,
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
-			return []any{m.Data.ID, m.Data.Kind, m.Data.Score}, nil
-		},
-		Logger: quiet,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	in := []event{{1, "a", 0.5}, {-2, "b", 1}, {3, "forbidden", 2}, {4, "c", 3}, {1, "dup", 9}}
-	msgs := make([]stages.Message[event], len(in))
-	b := &stages.Batch[event]{}
-	for i := range in {
-		msgs[i].Data = in[i]
-		b.Messages = append(b.Messages, &msgs[i])
-	}
-	if err := s.HandleBatch(t.Context(), b); err != nil {
-		t.Fatal(err)
-	}
-	var states []string
-	for _, m := range b.Messages {
-		switch err := m.Err(); {
-		case err == nil:
-			states = append(states, "ok")
-		case strings.Contains(err.Error(), "negative id -2"):
-			states = append(states, "row-func")
-		case strings.Contains(err.Error(), "SQLSTATE 23514"):
-			states = append(states, "check")
-		default:
-			states = append(states, err.Error())
-		}
-	}
-	if want := []string{"ok", "row-func", "check", "ok", "ok"}; !slices.Equal(states, want) {
-		t.Fatalf("outcomes %v, want %v", states, want)
-	}
-	rows, err := pool.Query(t.Context(), "SELECT id, kind, score FROM events ORDER BY id")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[event])
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The first of two rows with one id wins; the second is skipped.
-	if want := []event{{1, "a", 0.5}, {4, "c", 3}}; !slices.Equal(got, want) {
-		t.Fatalf("rows %v, want %v", got, want)
+			defer s.Close()
+			b := batchOf(event{1, "a", 0.5}, event{-2, "b", 1}, event{3, "forbidden", 2}, event{4, "c", 3},
+				event{1, "dup", 9}, event{5, "a", 7})
+			if err := s.HandleBatch(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			var states []string
+			for _, m := range b.Messages {
+				var rowErr *postgres.RowError
+				switch err := m.Err(); {
+				case err == nil:
+					states = append(states, "ok")
+				case !errors.As(err, &rowErr):
+					states = append(states, "not a RowError: "+err.Error())
+				case strings.Contains(err.Error(), "negative id -2"):
+					states = append(states, "row-func")
+				case strings.Contains(err.Error(), "SQLSTATE 23514"):
+					states = append(states, "check")
+				case strings.Contains(err.Error(), "SQLSTATE 23505"):
+					states = append(states, "unique")
+				default:
+					states = append(states, err.Error())
+				}
+			}
+			if !slices.Equal(states, tc.want) {
+				t.Fatalf("outcomes %v, want %v", states, tc.want)
+			}
+			rows, err := pool.Query(t.Context(), "SELECT id, name, score FROM events ORDER BY id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[event])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.stored) {
+				t.Fatalf("rows %v, want %v", got, tc.stored)
+			}
+		})
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	_, err := postgres.New(t.Context(), postgres.Config[int]{Columns: []string{"a", ""}, Retry: postgres.Retry{Attempts: -1}})
+	_, err := postgres.New(t.Context(), postgres.Config[int]{Columns: []string{"a", ""}, ConflictKey: []string{""},
+		Retry: postgres.Retry{Attempts: -1}})
 	if err == nil {
 		t.Fatal("New accepted an empty config")
 	}
 	for _, want := range []string{"Config.Pool or Config.URL is required", "Config.Table is required",
-		"Config.Columns[1] is empty", "Config.Row is required", "Config.Retry must not be negative"} {
+		"Config.Columns[1] is empty", "Config.Row is required", "Config.ConflictKey[0] is empty", "Config.Retry must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
@@ -510,16 +578,17 @@ func TestTransientErrorsRetried(t *testing.T) {
 	t.Parallel()
 	pool, schema := pgtest.Schema(t)
 	var retries atomic.Int64
-	s, err := postgres.NewTweets(t.Context(), postgres.TweetsConfig{Pool: pool,
-		Logger: slog.New(countingHandler{retries: &retries}),
-		Retry:  postgres.Retry{Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}})
+	cfg := postsConfig(pool)
+	cfg.Logger = slog.New(countingHandler{retries: &retries})
+	cfg.Retry = postgres.Retry{Backoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+	s, err := postgres.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	admin := pgtest.Pool(t, pgtest.URL(t), "public")
 	for round := range 3 {
-		if err := s.HandleBatch(t.Context(), batchOf(tweetRange(round*100, 100)...)); err != nil {
+		if err := s.HandleBatch(t.Context(), batchOf(postRange(round*100, 100)...)); err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		var killed int
@@ -531,10 +600,10 @@ func TestTransientErrorsRetried(t *testing.T) {
 			t.Fatalf("round %d: no sink session to end", round)
 		}
 	}
-	if err := s.HandleBatch(t.Context(), batchOf(tweetRange(300, 100)...)); err != nil {
+	if err := s.HandleBatch(t.Context(), batchOf(postRange(300, 100)...)); err != nil {
 		t.Fatalf("after the sessions ended: %v", err)
 	}
-	if got := ids(t, pool, "tweets"); !slices.Equal(got, idRange(0, 400)) {
+	if got := ids(t, pool, "posts"); !slices.Equal(got, idRange(0, 400)) {
 		t.Fatalf("got %d ids, want 400", len(got))
 	}
 	if retries.Load() == 0 {
@@ -547,12 +616,12 @@ func TestTransientErrorsRetried(t *testing.T) {
 func TestNonTransientErrorFailsBatch(t *testing.T) {
 	t.Parallel()
 	pool, _ := pgtest.Schema(t)
-	s := newTweets(t, pool)
-	if _, err := pool.Exec(t.Context(), "DROP TABLE tweets"); err != nil {
+	s := newPosts(t, pool)
+	if _, err := pool.Exec(t.Context(), "DROP TABLE posts"); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err := s.HandleBatch(t.Context(), batchOf(tweetRange(0, 10)...))
+	err := s.HandleBatch(t.Context(), batchOf(postRange(0, 10)...))
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "42P01" {
 		t.Fatalf("HandleBatch = %v, want undefined_table (42P01)", err)

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
 	"github.com/causeway-go/causeway/stages/postgres/pgtest"
@@ -18,27 +17,28 @@ import (
 // TestPostgresRestartMidStream restarts the server (a private cluster, so
 // other tests are not disturbed) while a rate-limited stream of batches
 // flows: batches caught by the restart are retried, and in the end every
-// tweet is in the table exactly once and every message was acknowledged as
+// post is in the table exactly once and every message was acknowledged as
 // successful.
 func TestPostgresRestartMidStream(t *testing.T) {
 	t.Parallel()
 	cluster := pgtest.StartCluster(t)
 	pool, _ := pgtest.SchemaOn(t, cluster.URL)
 	var retries atomic.Int64
-	s, err := postgres.NewTweets(t.Context(), postgres.TweetsConfig{Pool: pool,
-		Logger: slog.New(countingHandler{retries: &retries}),
-		Retry:  postgres.Retry{Attempts: 100, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}})
+	cfg := postsConfig(pool)
+	cfg.Logger = slog.New(countingHandler{retries: &retries})
+	cfg.Retry = postgres.Retry{Attempts: 100, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	s, err := postgres.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 
-	p := topologytest.NewProducer[twitter.Tweet]()
-	top, err := topology.New(topology.Spec[twitter.Tweet]{
-		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: p, Keep: stages.Block,
+	p := topologytest.NewProducer[post]()
+	top, err := topology.New(topology.Spec[post]{
+		Producer: topology.ProducerSpec[post]{Producer: p, Keep: stages.Block,
 			RateLimit: stages.RateLimit{Messages: 250, Interval: 50 * time.Millisecond}},
-		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: 2},
-		Batchers: map[string]topology.BatcherSpec[twitter.Tweet]{
+		Processors: topology.ProcessorSpec[post]{Concurrency: 2},
+		Batchers: map[string]topology.BatcherSpec[post]{
 			"postgres": {BatchSize: 100, BatchTimeout: 20 * time.Millisecond, Concurrency: 2, Handle: s.HandleBatch},
 		},
 	})
@@ -48,9 +48,9 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	stop := topologytest.Start(t, top)
 
 	const chunks, size = 12, 500
-	pending := make([]*topologytest.Pending[twitter.Tweet], chunks)
+	pending := make([]*topologytest.Pending[post], chunks)
 	for c := range chunks {
-		pending[c] = p.Push(tweetRange(c*size, size)...)
+		pending[c] = p.Push(postRange(c*size, size)...)
 	}
 	pending[1].Await(t, 30*time.Second)
 	if err := cluster.Stop(); err != nil {
@@ -63,7 +63,7 @@ func TestPostgresRestartMidStream(t *testing.T) {
 	for c := range chunks {
 		acks := pending[c].Await(t, 60*time.Second)
 		for _, m := range acks.Failed {
-			t.Errorf("tweet %s failed: %v", m.Data.ID, m.Err())
+			t.Errorf("post %d failed: %v", m.Data.ID, m.Err())
 		}
 		ok += len(acks.Successful)
 	}
@@ -71,9 +71,9 @@ func TestPostgresRestartMidStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	if ok != chunks*size {
-		t.Fatalf("%d tweets acknowledged as successful, want %d", ok, chunks*size)
+		t.Fatalf("%d posts acknowledged as successful, want %d", ok, chunks*size)
 	}
-	if got := ids(t, pool, "tweets"); !slices.Equal(got, idRange(0, chunks*size)) {
+	if got := ids(t, pool, "posts"); !slices.Equal(got, idRange(0, chunks*size)) {
 		t.Fatalf("table holds %d ids, want exactly %d distinct", len(got), chunks*size)
 	}
 	if st := top.Stats(); st.Acked != chunks*size || st.Failed != 0 {

@@ -131,7 +131,7 @@ func StartCluster(t testing.TB) *Cluster {
 	t.Helper()
 	URL(t)
 	_, file, _, _ := runtime.Caller(0)
-	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "pg")
+	script := filepath.Join(filepath.Dir(file), "..", "..", "..", "scripts", "pg") // stages/postgres/pgtest -> the repository root
 	dir, err := os.MkdirTemp("", "causeway-pg-")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,206 @@
+package tweets
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/stages/postgres"
+)
+
+// Enrich is the reference topologies' processing of a tweet: it normalises
+// its hashtags (from the stream's entities, or parsed from the text when
+// the stream sent none) and mentions: lowercased, without repeats, in
+// first-seen order. It does not route the message. The tweet id is checked
+// once, where it is needed: Row parses it for the tweets table.
+func Enrich(_ context.Context, m *stages.Message[twitter.Tweet]) error {
+	t := &m.Data
+	if len(t.Hashtags) == 0 {
+		t.Hashtags = parseTags(t.Text, '#')
+	}
+	t.Hashtags = normalise(t.Hashtags)
+	if len(t.Mentions) == 0 {
+		t.Mentions = parseTags(t.Text, '@')
+	}
+	t.Mentions = normalise(t.Mentions)
+	return nil
+}
+
+// parseTags returns the words that follow sigil in text: letters, digits,
+// underscores and combining marks, as X tokenises hashtags and mentions.
+func parseTags(text string, sigil byte) []string {
+	var out []string
+	for i := 0; i < len(text); {
+		j := strings.IndexByte(text[i:], sigil)
+		if j < 0 {
+			break
+		}
+		start := i + j + 1
+		if prev := i + j - 1; prev >= 0 && text[prev] != ' ' && text[prev] != '\n' && text[prev] != '(' {
+			i = start // "a#b" or an e-mail address is not a tag
+			continue
+		}
+		end := start
+		for end < len(text) {
+			r, size := utf8.DecodeRuneInString(text[end:])
+			if !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || unicode.Is(unicode.Mn, r)) {
+				break
+			}
+			end += size
+		}
+		if end > start {
+			out = append(out, text[start:end])
+		}
+		i = end
+	}
+	return out
+}
+
+// normalise lowercases tags and drops repeats, keeping first-seen order.
+func normalise(tags []string) []string {
+	if len(tags) == 0 {
+		return tags
+	}
+	out := tags[:0:0]
+	for _, t := range tags {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t == "" {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			if o == t {
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// Key is a tweet's Kafka record key: its id.
+func Key(m *stages.Message[twitter.Tweet]) []byte { return []byte(m.Data.ID) }
+
+// Value is a tweet's Kafka record value: the raw JSON line as the stream
+// sent it, so the record is lossless. A tweet without it fails (the sink
+// fails it with a *kafka.RecordError).
+func Value(m *stages.Message[twitter.Tweet]) ([]byte, error) {
+	if len(m.Data.Raw) == 0 {
+		return nil, fmt.Errorf("tweet %q has no raw JSON to produce", m.Data.ID)
+	}
+	return m.Data.Raw, nil
+}
+
+// KafkaSinkConfig returns the configuration of a Kafka sink that produces
+// tweets to topic: key Key, value Value. Set the other fields (compression,
+// timeouts, properties) as needed before kafka.New.
+func KafkaSinkConfig(brokers, topic string) kafka.Config[twitter.Tweet] {
+	return kafka.Config[twitter.Tweet]{Brokers: brokers, Topic: topic, Key: Key, Value: Value}
+}
+
+// Columns are the tweets table's columns Row fills, in order. The table
+// also has ingested_at, set by Postgres.
+var Columns = []string{"id", "author_id", "conversation_id", "created_at", "lang", "text", "hashtags", "mentions", "rule_tags", "raw"}
+
+// Schema returns the statements that create the tweets table (the tweet id
+// its primary key), or bring an older one up to date by adding the columns
+// it lacks. table may be schema-qualified.
+func Schema(table string) []string {
+	t := pgx.Identifier(strings.Split(table, ".")).Sanitize()
+	cols := []string{
+		"author_id bigint",
+		"conversation_id bigint",
+		"created_at timestamptz",
+		"lang text NOT NULL DEFAULT ''",
+		"text text NOT NULL DEFAULT ''",
+		"hashtags text[] NOT NULL DEFAULT '{}'",
+		"mentions text[] NOT NULL DEFAULT '{}'",
+		"rule_tags text[] NOT NULL DEFAULT '{}'",
+		"raw jsonb",
+		"ingested_at timestamptz NOT NULL DEFAULT now()",
+	}
+	stmts := []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (id bigint PRIMARY KEY)", t)}
+	for _, c := range cols {
+		stmts = append(stmts, fmt.Sprintf("ALTER TABLE %s ADD COLUMN IF NOT EXISTS %s", t, c))
+	}
+	return stmts
+}
+
+// Row returns a tweet's values for Columns. It is the one place a tweet's
+// ids are parsed: a tweet whose id (or author or conversation id) is not a
+// decimal int64 fails (the sink fails it with a *postgres.RowError).
+func Row(m *stages.Message[twitter.Tweet]) ([]any, error) {
+	t := &m.Data
+	id, err := strconv.ParseInt(t.ID, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("tweet id %q is not a decimal integer", cut(t.ID))
+	}
+	author, err := optionalID("author_id", t.AuthorID)
+	if err != nil {
+		return nil, fmt.Errorf("tweet %d: %w", id, err)
+	}
+	conversation, err := optionalID("conversation_id", t.ConversationID)
+	if err != nil {
+		return nil, fmt.Errorf("tweet %d: %w", id, err)
+	}
+	var created any
+	if !t.CreatedAt.IsZero() {
+		created = t.CreatedAt
+	}
+	var raw any
+	if len(t.Raw) > 0 {
+		raw = t.Raw
+	}
+	return []any{id, author, conversation, created, t.Lang, t.Text,
+		nonNil(t.Hashtags), nonNil(t.Mentions), nonNil(t.RuleTags()), raw}, nil
+}
+
+// PostgresSinkConfig returns the configuration of a Postgres sink that
+// writes tweets into table (created or migrated at start by Schema, keyed
+// on the tweet id, so a tweet stored already is skipped). Set Pool or URL
+// before postgres.New.
+func PostgresSinkConfig(table string) postgres.Config[twitter.Tweet] {
+	return postgres.Config[twitter.Tweet]{
+		Table:       table,
+		Columns:     Columns,
+		ConflictKey: []string{"id"},
+		Row:         Row,
+		Migrate:     Schema(table),
+	}
+}
+
+func optionalID(field, s string) (any, error) {
+	if s == "" {
+		return nil, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%s %q is not a decimal integer", field, cut(s))
+	}
+	return v, nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func cut(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}

@@ -1,0 +1,80 @@
+package tweets
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
+)
+
+func TestParseTags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		text  string
+		sigil byte
+		want  string
+	}{
+		{"Go #golang and #Go, #go!", '#', "[golang Go go]"},
+		{"mail me at a@b.c or @Bob_1 (@alice)", '@', "[Bob_1 alice]"},
+		{"#日本語 と #café #مرحبا", '#', "[日本語 café مرحبا]"},
+		{"no#tag # alone #", '#', "[]"},
+	} {
+		if got := fmt.Sprint(parseTags(tc.text, tc.sigil)); got != tc.want {
+			t.Errorf("parseTags(%q) = %s, want %s", tc.text, got, tc.want)
+		}
+	}
+}
+
+func TestEnrich(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		in   twitter.Tweet
+		want string
+	}{
+		{"from the text", twitter.Tweet{ID: "1234", Text: "#Go #go @Ann"}, "[go] [ann]"},
+		{"from the entities", twitter.Tweet{ID: "1234", Text: "#ignored", Hashtags: []string{"A", "a", " B "}, Mentions: []string{"Bob"}}, "[a b] [bob]"},
+		{"none", twitter.Tweet{ID: "1234", Text: "plain"}, "[] []"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &stages.Message[twitter.Tweet]{Data: tc.in}
+			if err := Enrich(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(m.Data.Hashtags, m.Data.Mentions); got != tc.want {
+				t.Fatalf("hashtags and mentions %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRowParsesIDs(t *testing.T) {
+	t.Parallel()
+	created := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	m := &stages.Message[twitter.Tweet]{Data: twitter.Tweet{ID: "1895806220686479915", AuthorID: "2456130063", CreatedAt: created,
+		Lang: "ja", Text: "hi", Hashtags: []string{"go"}, MatchingRules: []twitter.MatchingRule{{ID: "1", Tag: "golang"}}, Raw: []byte(`{}`)}}
+	row, err := Row(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(row) != len(Columns) {
+		t.Fatalf("Row gave %d values for %d columns", len(row), len(Columns))
+	}
+	if got := fmt.Sprint(row[:9]...); got != fmt.Sprint(int64(1895806220686479915), int64(2456130063), nil, created, "ja", "hi", []string{"go"}, []string{}, []string{"golang"}) {
+		t.Fatalf("Row = %v", got)
+	}
+	for _, tc := range []struct {
+		tweet twitter.Tweet
+		want  string
+	}{
+		{twitter.Tweet{ID: "12x"}, `tweet id "12x" is not a decimal integer`},
+		{twitter.Tweet{ID: "12", AuthorID: "me"}, `tweet 12: author_id "me" is not a decimal integer`},
+		{twitter.Tweet{ID: "12", ConversationID: "99999999999999999999"}, `tweet 12: conversation_id "99999999999999999999" is not a decimal integer`},
+	} {
+		if _, err := Row(&stages.Message[twitter.Tweet]{Data: tc.tweet}); err == nil || err.Error() != tc.want {
+			t.Errorf("Row(%+v) = %v, want %q", tc.tweet, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,277 @@
+// Package tweets is the reference tweet topology, declared in Go: one X API
+// v2 stream (HTTP/2) → a pool of processors (Enrich) → fan-out to the
+// batchers "kafka" and "postgres", each tweet acknowledged once every
+// batcher it went to has it.
+//
+// It also holds what the generic sinks are told about tweets: the Kafka
+// record of a tweet (Key, Value) and the tweets table (Schema, Columns,
+// Row). cmd/causeway merely configures this package; a program can embed
+// the same topology with New and Run, or build its own from the pieces.
+package tweets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
+	"github.com/causeway-go/causeway/stages/kafka"
+	"github.com/causeway-go/causeway/stages/postgres"
+	"github.com/causeway-go/causeway/topology"
+)
+
+// Config configures the reference tweet topology. Zero values take the
+// documented defaults; at least one sink (Kafka, Postgres or one of
+// Batchers) is required.
+type Config struct {
+	// Name names the topology in logs and metrics. Default "tweets".
+	Name string
+	// Stream is the X API stream the tweets come from; twitter.Config
+	// documents it. URL and Token are required.
+	Stream twitter.Config
+	// Kafka is the topic every tweet is produced to. Off when
+	// Kafka.Brokers is "".
+	Kafka KafkaConfig
+	// Postgres is the table every tweet is stored in. Off when neither
+	// Postgres.URL nor Postgres.Pool is set.
+	Postgres PostgresConfig
+	// Batchers are further batchers every tweet fans out to, beside
+	// "kafka" and "postgres": an archive, say, or a test's recorder.
+	Batchers map[string]topology.BatcherSpec[twitter.Tweet]
+	// Processors is the number of processor goroutines. Default
+	// 2 × GOMAXPROCS.
+	Processors int
+	// BufferSize is how many tweets the stream's stage holds that
+	// processors have not asked for yet. Default 10,000.
+	BufferSize int
+	// Keep is what a full buffer does: KeepLast (default) drops the oldest
+	// tweet, counted; a stream cannot be slowed down.
+	Keep stages.Keep
+	// ShutdownTimeout bounds the drain after Run's context ends. Default
+	// 30s.
+	ShutdownTimeout time.Duration
+	// HandleFailed, if set, sees failed tweets before they are acknowledged.
+	// A *kafka.RecordError or *postgres.RowError in m.Err() is a permanent
+	// data error; other errors are outages.
+	HandleFailed func(ctx context.Context, failed []*stages.Message[twitter.Tweet])
+	// Hooks are optional callbacks on stage events.
+	Hooks stages.Hooks
+	// Logger receives the topology's and the sinks' logs. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// KafkaConfig is the Kafka batcher of a tweet topology: record key the
+// tweet id, value its raw JSON line (Key, Value).
+type KafkaConfig struct {
+	// Brokers is the bootstrap list, "host:port,...". Empty: no Kafka
+	// batcher.
+	Brokers string
+	// Topic is where the tweets go. Default "tweets".
+	Topic string
+	// Batcher is the "kafka" batcher; its Handle is the sink's. Zero
+	// fields default to batches of 500, a 100ms timeout and 2 batch
+	// processors.
+	Batcher topology.BatcherSpec[twitter.Tweet]
+	// Options, if set, adjusts the sink's configuration (compression,
+	// timeouts, librdkafka properties) before it starts.
+	Options func(*kafka.Config[twitter.Tweet])
+}
+
+// PostgresConfig is the Postgres batcher of a tweet topology: the tweets
+// table, created or migrated at start (Schema), one row per tweet (Row),
+// a tweet stored already skipped.
+type PostgresConfig struct {
+	// Pool is the pool to write through; Run does not close it. Either
+	// Pool or URL turns the Postgres batcher on.
+	Pool *pgxpool.Pool
+	// URL is a connection string, used when Pool is nil; the pool made
+	// from it is closed when Run returns.
+	URL string
+	// Table is the tweets table, optionally schema-qualified. Default
+	// "tweets".
+	Table string
+	// Batcher is the "postgres" batcher; its Handle is the sink's. Zero
+	// fields default to batches of 5,000, a 1s timeout and 2 batch
+	// processors.
+	Batcher topology.BatcherSpec[twitter.Tweet]
+	// Retry bounds the retries of transient errors.
+	Retry postgres.Retry
+}
+
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = "tweets"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Kafka.Topic == "" {
+		c.Kafka.Topic = "tweets"
+	}
+	if c.Postgres.Table == "" {
+		c.Postgres.Table = "tweets"
+	}
+	c.Kafka.Batcher = batcherDefaults(c.Kafka.Batcher, 500, 100*time.Millisecond)
+	c.Postgres.Batcher = batcherDefaults(c.Postgres.Batcher, 5000, time.Second)
+	return c
+}
+
+func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout time.Duration) topology.BatcherSpec[twitter.Tweet] {
+	if b.BatchSize == 0 {
+		b.BatchSize = size
+	}
+	if b.BatchTimeout == 0 {
+		b.BatchTimeout = timeout
+	}
+	if b.Concurrency == 0 {
+		b.Concurrency = 2
+	}
+	return b
+}
+
+func (c *Config) kafkaOn() bool    { return c.Kafka.Brokers != "" }
+func (c *Config) postgresOn() bool { return c.Postgres.Pool != nil || c.Postgres.URL != "" }
+
+// Validate reports every field of c that is missing or out of range (the
+// topology's own fields are checked by New, through topology.New).
+func (c *Config) Validate() error {
+	var errs []error
+	if err := c.Stream.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tweets: Config.Stream: %w", err))
+	}
+	if !c.kafkaOn() && !c.postgresOn() && len(c.Batchers) == 0 {
+		errs = append(errs, errors.New("tweets: no sink: set Config.Kafka.Brokers, Config.Postgres.URL or .Pool, or Config.Batchers"))
+	}
+	for name := range c.Batchers {
+		if name == "kafka" || name == "postgres" {
+			errs = append(errs, fmt.Errorf("tweets: Config.Batchers[%q]: the name is the pipeline's own batcher's", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Pipeline is a declared tweet topology and the sinks it writes to.
+type Pipeline struct {
+	top    *topology.Topology[twitter.Tweet]
+	stream *twitter.Stream
+	kafka  *kafka.Sink[twitter.Tweet]
+	pg     *postgres.Sink[twitter.Tweet]
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg, starts the sinks (the Postgres table is created or
+// migrated now) and declares the topology; Run runs it.
+func New(ctx context.Context, cfg Config) (*Pipeline, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	p := &Pipeline{stream: twitter.NewStream(cfg.Stream)}
+	batchers := make(map[string]topology.BatcherSpec[twitter.Tweet], len(cfg.Batchers)+2)
+	for name, b := range cfg.Batchers {
+		batchers[name] = b
+	}
+	if cfg.postgresOn() {
+		pc := PostgresSinkConfig(cfg.Postgres.Table)
+		pc.Pool, pc.URL, pc.Retry = cfg.Postgres.Pool, cfg.Postgres.URL, cfg.Postgres.Retry
+		pc.Logger = cfg.Logger.With("component", "postgres")
+		pg, err := postgres.New(ctx, pc)
+		if err != nil {
+			return nil, fmt.Errorf("tweets: postgres table %s: %w", cfg.Postgres.Table, err)
+		}
+		p.pg = pg
+		b := cfg.Postgres.Batcher
+		b.Handle = pg.HandleBatch
+		batchers["postgres"] = b
+	}
+	if cfg.kafkaOn() {
+		kc := KafkaSinkConfig(cfg.Kafka.Brokers, cfg.Kafka.Topic)
+		kc.Logger = cfg.Logger.With("component", "kafka")
+		if cfg.Kafka.Options != nil {
+			cfg.Kafka.Options(&kc)
+		}
+		ks, err := kafka.New(kc)
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("tweets: kafka %s: %w", cfg.Kafka.Brokers, err)
+		}
+		p.kafka = ks
+		b := cfg.Kafka.Batcher
+		b.Handle = ks.HandleBatch
+		batchers["kafka"] = b
+	}
+	routes := make([]string, 0, len(batchers))
+	for name := range batchers {
+		routes = append(routes, name)
+	}
+	slices.Sort(routes)
+	top, err := topology.New(topology.Spec[twitter.Tweet]{
+		Name:     cfg.Name,
+		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: p.stream, BufferSize: cfg.BufferSize, Keep: cfg.Keep},
+		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.Processors,
+			Handle: func(ctx context.Context, m *stages.Message[twitter.Tweet]) error {
+				if err := Enrich(ctx, m); err != nil {
+					return err
+				}
+				m.Route(routes...) // fan-out: acknowledged once, after every batch it joined
+				return nil
+			}},
+		Batchers:        batchers,
+		HandleFailed:    cfg.HandleFailed,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Hooks:           cfg.Hooks,
+		Logger:          cfg.Logger,
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.top = top
+	return p, nil
+}
+
+// Run runs the topology until ctx ends or the stream stops for good, then
+// drains it: every tweet already read is produced, stored and acknowledged
+// (or failed) within the shutdown timeout. It then closes the sinks (the
+// Kafka producer flushes). Run is called once.
+func (p *Pipeline) Run(ctx context.Context) error {
+	err := p.top.Run(ctx)
+	return errors.Join(err, p.Close())
+}
+
+// Close closes the sinks: the Kafka producer flushes what it still holds,
+// and a Postgres pool made from Config.Postgres.URL is closed. Run calls
+// it; call it yourself only for a Pipeline that never runs. It is safe to
+// call more than once.
+func (p *Pipeline) Close() error {
+	p.closeOnce.Do(func() {
+		var errs []error
+		if p.kafka != nil {
+			errs = append(errs, p.kafka.Close())
+		}
+		if p.pg != nil {
+			errs = append(errs, p.pg.Close())
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// Stats returns a snapshot of the topology's counters.
+func (p *Pipeline) Stats() stages.Stats { return p.top.Stats() }
+
+// Topology returns the declared topology (for Describe, SetRateLimit).
+func (p *Pipeline) Topology() *topology.Topology[twitter.Tweet] { return p.top }
+
+// Stream returns the X stream producer (for its Stats and state).
+func (p *Pipeline) Stream() *twitter.Stream { return p.stream }
