@@ -28,6 +28,7 @@ build:
 test:
 	scripts/install-deploy-tools
 	scripts/with-pg $(PGDIR)-test -- $(EACH) $(GO) test -race -count=1 -timeout 15m ./...
+	scripts/consumer-check
 
 ## test-short: the core packages only, no servers needed
 test-short:
