@@ -11,6 +11,9 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/causeway-go/causeway/stages/archive"
+	"github.com/causeway-go/causeway/topology"
 )
 
 // config is everything the binary can be told.
@@ -51,6 +54,9 @@ type config struct {
 	pgBatchTimeout    time.Duration
 	pgConcurrency     int
 	shutdownTimeout   time.Duration
+	spillDir          string
+	spillMax          string
+	spillMaxBytes     int64
 
 	// run control and output
 	maxTweets   int
@@ -117,6 +123,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
 	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
+	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
+	fs.stringVar(&c.spillMax, "spill-max", "CAUSEWAY_SPILL_MAX", "1GiB", "most disk each sink's spill may use, e.g. 512MiB; a full spill holds its sink back")
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
 	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
@@ -163,6 +171,14 @@ func (c *config) validate() error {
 		if d := durations[name]; d <= 0 {
 			bad("%s must be > 0, got %v", name, d)
 		}
+	}
+	if n, err := archive.ParseSize(c.spillMax); err != nil || n <= 0 {
+		bad("-spill-max %q: want a size such as 512MiB or 2GiB", c.spillMax)
+	} else {
+		c.spillMaxBytes = n
+	}
+	if c.buffer > topology.MaxBufferSize {
+		bad("-buffer must be at most %d, got %d", topology.MaxBufferSize, c.buffer)
 	}
 	if c.maxTweets < 0 {
 		bad("-max-tweets must be >= 0, got %d", c.maxTweets)

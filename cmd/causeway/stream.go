@@ -125,6 +125,7 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
 		Keep:            stages.KeepLast,
+		Spill:           tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes},
 		HandleFailed:    newFailureLog(log).handle,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,

@@ -76,7 +76,10 @@ func TestResumeAfterRestart(t *testing.T) {
 			p := newProbe()
 			b := newStream(srv, p, cfg)
 			_, bufB := runBare(t, b)
-			waitUntil(t, "the second run to read the backfill", func() bool { return b.Stats().Tweets >= replay })
+			waitUntil(t, "the second run to emit the backfill", func() bool {
+				st := b.Stats()
+				return st.Emitted+st.Deduplicated >= replay
+			})
 			st := b.Stats()
 			bufB.Ask(0, int(st.Emitted))
 			second, err := bufB.Take(ctx, 0, nil)
@@ -242,7 +245,10 @@ func TestResumeOverALiveGap(t *testing.T) {
 	b := newStream(srv, p, Config{Sample: true, BackfillMinutes: 5, ResumeFrom: from, StoredIDs: ids})
 	_, bufB := runBare(t, b)
 	<-srv.Done()
-	waitUntil(t, "the second run to read the whole timeline", func() bool { return b.Stats().Tweets >= n })
+	waitUntil(t, "the second run to emit the whole timeline", func() bool {
+		st := b.Stats()
+		return st.Emitted+st.Deduplicated >= n
+	})
 	st := b.Stats()
 	bufB.Ask(0, int(st.Emitted))
 	second, err := bufB.Take(ctx, 0, nil)

@@ -353,8 +353,10 @@ func TestRulesSync(t *testing.T) {
 		}
 	}
 
-	// Wait for every served tweet to be read, then check their rules.
-	waitUntil(t, "every served tweet read", func() bool { return s.Stats().Tweets >= srv.Stats().Tweets })
+	// Wait for every served tweet to be read and emitted (a read is
+	// counted before the batch it belongs to is emitted), then check
+	// their rules.
+	waitUntil(t, "every served tweet emitted", func() bool { return s.Stats().Emitted >= srv.Stats().Tweets })
 	served := srv.Stats().Tweets
 	st := s.Stats()
 	if served == 0 || st.Tweets != served || st.Emitted != served {
@@ -655,7 +657,10 @@ func TestDedupBackfill(t *testing.T) {
 	s := newStream(srv, p, Config{Sample: true, BackfillMinutes: 2, BackoffReset: time.Nanosecond})
 	_, buf := runBare(t, s)
 	<-srv.Done()
-	waitUntil(t, "every served tweet read", func() bool { return s.Stats().Tweets >= srv.Stats().Tweets })
+	waitUntil(t, "every served tweet emitted or dropped as a duplicate", func() bool {
+		st := s.Stats()
+		return st.Emitted+st.Deduplicated >= srv.Stats().Tweets
+	})
 	st, ss := s.Stats(), srv.Stats()
 	_, cs := p.events()
 	// 1000 tweets, 100 per connection, 30 of them replayed after the first:

@@ -204,3 +204,31 @@ func cut(s string) string {
 	}
 	return s
 }
+
+// SpillCodec writes a tweet to a spill as its raw stream line and reads it
+// back by decoding and enriching the line again, so a replayed tweet is
+// the tweet the sinks would have got.
+func SpillCodec() stages.SpillConfig[twitter.Tweet] {
+	return stages.SpillConfig[twitter.Tweet]{
+		Encode: func(m *stages.Message[twitter.Tweet]) ([]byte, error) {
+			if len(m.Data.Raw) == 0 {
+				return nil, fmt.Errorf("tweet %s has no raw line", m.Data.ID)
+			}
+			return m.Data.Raw, nil
+		},
+		Decode: func(b []byte) (twitter.Tweet, error) {
+			var l twitter.Line
+			if err := twitter.Decode(b, &l); err != nil {
+				return twitter.Tweet{}, err
+			}
+			if l.Kind != twitter.KindTweet {
+				return twitter.Tweet{}, fmt.Errorf("spilled line is a %v, not a tweet", l.Kind)
+			}
+			m := stages.Message[twitter.Tweet]{Data: l.Tweet}
+			if err := Enrich(context.Background(), &m); err != nil {
+				return twitter.Tweet{}, err
+			}
+			return m.Data, nil
+		},
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -57,6 +58,12 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after Run's context ends. Default
 	// 30s.
 	ShutdownTimeout time.Duration
+	// Spill, when Spill.Dir is set, gives the Kafka and Postgres batchers
+	// OutageSpill: while a sink is down, its tweets are held on local disk
+	// (Dir/kafka, Dir/postgres), acknowledged, and replayed in order when it
+	// returns, so one sink's outage neither drops tweets nor stalls the
+	// other sink. A non-empty spill is replayed first at the next start.
+	Spill SpillConfig
 	// HandleFailed, if set, sees failed tweets before they are acknowledged.
 	// A *kafka.RecordError or *postgres.RowError in m.Err() is a permanent
 	// data error; other errors are outages.
@@ -66,6 +73,16 @@ type Config struct {
 	// Logger receives the topology's and the sinks' logs. Default
 	// slog.Default().
 	Logger *slog.Logger
+}
+
+// SpillConfig places the sinks' spills.
+type SpillConfig struct {
+	// Dir holds one spill directory per sink. Empty: no spill (a sink's
+	// transient failures fail its tweets once its retries are spent).
+	Dir string
+	// MaxBytes bounds each sink's spill. Default 1 GiB. A full spill holds
+	// its batcher back until there is room.
+	MaxBytes int64
 }
 
 // KafkaConfig is the Kafka batcher of a tweet topology: record key the
@@ -184,6 +201,11 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if cfg.postgresOn() {
 		pc := PostgresSinkConfig(cfg.Postgres.Table)
 		pc.Pool, pc.URL, pc.Retry = cfg.Postgres.Pool, cfg.Postgres.URL, cfg.Postgres.Retry
+		if cfg.Spill.Dir != "" && pc.Retry == (postgres.Retry{}) {
+			// With a spill, an outage is the spill's to ride out: a short
+			// retry for blips, then the batch goes to the spill.
+			pc.Retry = postgres.Retry{Attempts: 3, Backoff: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond}
+		}
 		pc.Logger = cfg.Logger.With("component", "postgres")
 		pg, err := postgres.New(ctx, pc)
 		if err != nil {
@@ -192,7 +214,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.pg = pg
 		b := cfg.Postgres.Batcher
 		b.Handle = pg.HandleBatch
-		batchers["postgres"] = b
+		batchers["postgres"] = cfg.spill(b, "postgres")
 	}
 	if cfg.kafkaOn() {
 		kc := KafkaSinkConfig(cfg.Kafka.Brokers, cfg.Kafka.Topic)
@@ -208,7 +230,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.kafka = ks
 		b := cfg.Kafka.Batcher
 		b.Handle = ks.HandleBatch
-		batchers["kafka"] = b
+		batchers["kafka"] = cfg.spill(b, "kafka")
 	}
 	routes := make([]string, 0, len(batchers))
 	for name := range batchers {
@@ -238,6 +260,22 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	p.top = top
 	return p, nil
+}
+
+// spill gives b OutageSpill into Dir/name when the config has a spill.
+func (c *Config) spill(b topology.BatcherSpec[twitter.Tweet], name string) topology.BatcherSpec[twitter.Tweet] {
+	if c.Spill.Dir == "" || b.Outage != stages.OutageFail {
+		return b
+	}
+	b.Outage = stages.OutageSpill
+	b.Spill = SpillCodec()
+	b.Spill.Dir = filepath.Join(c.Spill.Dir, name)
+	b.Spill.MaxBytes = c.Spill.MaxBytes
+	if b.Retry.Backoff == 0 && b.Retry.MaxBackoff == 0 {
+		// The wait between replay attempts while the sink is down.
+		b.Retry = stages.RetryPolicy{Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second}
+	}
+	return b
 }
 
 // Run runs the topology until ctx ends or the stream stops for good, then
