@@ -49,21 +49,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	forced := make(chan struct{})
-	go func() {
-		select {
-		case sig := <-sigs:
-			log.Info("causeway: draining; send the signal again to exit at once", "signal", sig.String())
-			cancel()
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case <-sigs:
-			close(forced)
-		case <-ctx.Done():
-		}
-	}()
+	finished := make(chan struct{})
+	defer close(finished)
+	forced := watchSignals(sigs, cancel, finished, log)
 
 	done := make(chan error, 1)
 	go func() {
@@ -85,4 +73,28 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return 1
 	}
 	return 0
+}
+
+// watchSignals cancels the run at the first signal (the drain starts) and
+// closes the returned channel at the second (exit at once). It stops
+// watching once finished is closed.
+func watchSignals(sigs <-chan os.Signal, cancel context.CancelFunc, finished <-chan struct{}, log *slog.Logger) <-chan struct{} {
+	forced := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-sigs:
+			log.Info("causeway: draining; send the signal again to exit at once", "signal", sig.String())
+			cancel()
+		case <-finished:
+			return
+		}
+		// The run's context is cancelled now: wait for a second signal or
+		// the end of the run, not for the context.
+		select {
+		case <-sigs:
+			close(forced)
+		case <-finished:
+		}
+	}()
+	return forced
 }
