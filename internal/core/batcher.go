@@ -355,12 +355,13 @@ func (b *batcher[T]) flushLocked(ob *openBatch[T], t Trigger) {
 }
 
 // waitForRoom waits, with b.mu released, while more closed batches are
-// queued than there are queues: each queue may hold one batch beyond those
-// being handled. It is how a batcher whose sink is slow holds its
-// processors back. b.mu must be held; it is held again on return. It
-// reports false if the topology was stopped hard.
+// queued than there are queues and processors: as many as when each
+// processor could hold one closed batch while waiting to hand it over. It
+// is how a batcher whose sink is slow holds its processors back. b.mu must
+// be held; it is held again on return. It reports false if the topology was
+// stopped hard.
 func (b *batcher[T]) waitForRoom(ctx context.Context) bool {
-	for b.queued > len(b.queues) {
+	for b.queued > len(b.queues)+b.e.cfg.Processors.Concurrency {
 		ch := b.taken.Wait()
 		b.mu.Unlock()
 		select {
