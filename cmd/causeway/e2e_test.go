@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -120,6 +121,10 @@ func runBinary(t testing.TB, args []string, sigs chan os.Signal) result {
 func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, error) {
 	path := filepath.Join(t.TempDir(), "summary.json")
 	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", "warn")
+	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || args[0] != "load") {
+		// Each run its own spill: a spill is one process's (it is locked).
+		args = append(args, "-spill-dir", filepath.Join(t.TempDir(), "spill"))
+	}
 	if sigs == nil {
 		sigs = make(chan os.Signal)
 	}
