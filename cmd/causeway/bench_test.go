@@ -28,7 +28,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer fake.Close()
-	k := kafkatest.Start(b, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(b, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(b, k.Brokers)
 	b.ResetTimer()
 	start := time.Now()

@@ -267,7 +267,7 @@ func (s *sinks) check(t *testing.T, r result, c *corpus, wantAll bool) {
 // (but the ones jsonb rejects), and the summary agrees.
 func TestEndToEnd(t *testing.T) {
 	c := testCorpus(t)
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	r := runBinary(t, append(s.args(), "-replay-data", "../../testdata/*.jsonl"), nil)
 	s.check(t, r, c, true)
@@ -310,7 +310,7 @@ func faultRunOn(t *testing.T, fake *twittertest.Server, s *sinks, extra ...strin
 }
 
 func TestFaultDisconnectEvery2s(t *testing.T) {
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	r, fake := faultRun(t, twittertest.Faults{DisconnectAfter: 2 * time.Second, DisconnectMode: twittertest.DisconnectReset}, 1000, s)
 	s.check(t, r, testCorpus(t), true)
@@ -320,7 +320,7 @@ func TestFaultDisconnectEvery2s(t *testing.T) {
 }
 
 func TestFaultStallOnce(t *testing.T) {
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	fake := newFake(t, twittertest.Faults{Stall: true, StallAfterTweets: 1500}, 2000)
 	go func() {
@@ -338,7 +338,7 @@ func TestFaultStallOnce(t *testing.T) {
 }
 
 func TestFault429TwiceThenRecovers(t *testing.T) {
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	r, fake := faultRun(t, twittertest.Faults{RateLimited: 2, RateLimitReset: 100 * time.Millisecond}, 0, s)
 	s.check(t, r, testCorpus(t), true)
@@ -348,7 +348,7 @@ func TestFault429TwiceThenRecovers(t *testing.T) {
 }
 
 func TestFaultPostgresRestart(t *testing.T) {
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	cluster := pgtest.StartCluster(t)
 	pool, schema := pgtest.SchemaOn(t, cluster.URL)
 	s := &sinks{brokers: k.Brokers, dbURL: withSearchPath(cluster.URL, schema), table: "tweets", pool: pool}
@@ -370,7 +370,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 func TestFaultKafkaBrokerDown5s(t *testing.T) {
 	port := kafkatest.FreePort(t)
 	dir := t.TempDir()
-	opts := []kfake.Opt{kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, "tweets")}
+	opts := []kfake.Opt{kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, "tweets", "tweets.dlq")}
 	k1, err := kafkatest.New(opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -401,7 +401,7 @@ func TestFaultKafkaBrokerDown5s(t *testing.T) {
 // sinks hold exactly what it acknowledged.
 func TestSIGTERMDrains(t *testing.T) {
 	c := testCorpus(t)
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	fake, err := twittertest.NewServer(twittertest.Config{Addr: "127.0.0.1:0", Token: "e2e-token", Lines: c.lines, Rate: 2000, H2C: true})
 	if err != nil {
@@ -457,7 +457,7 @@ func scrape(t *testing.T, addr string) string {
 // every tweet into Postgres exactly once.
 func TestLoadScalesOut(t *testing.T) {
 	c := testCorpus(t)
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	s := newSinks(t, k.Brokers)
 	want := len(c.ids) - len(c.nulText)
 	sigs := []chan os.Signal{make(chan os.Signal, 1), make(chan os.Signal, 1)}

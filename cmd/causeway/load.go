@@ -30,7 +30,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	}
 	defer pool.Close()
 	p, err := load.New(ctx, load.Config{
-		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic,
+		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, DeadLetterTopic: cfg.dlqTopic,
 		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
 				Concurrency: cfg.pgConcurrency}},

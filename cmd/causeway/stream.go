@@ -62,7 +62,7 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 	}
 	if cfg.kafkaBrokers == "" {
 		var err error
-		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic))
+		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"))
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("embedded Kafka: %w", err)

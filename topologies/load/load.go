@@ -48,6 +48,14 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after Run's context ends. Default
 	// 30s.
 	ShutdownTimeout time.Duration
+	// DeadLetterTopic is where tweets Postgres refuses for good (rows it
+	// rejects, records that do not decode) go, with the error in a header,
+	// before their offsets are committed. Default "<Topic>.dlq"; "-" turns
+	// dead-lettering off, and such tweets then hold their partition's
+	// commit (they are read again after a restart). Tweets that fail
+	// transiently are never dead-lettered: the Postgres batcher retries them
+	// without a budget (OutageBlock), holding the consumer back meanwhile.
+	DeadLetterTopic string
 	// HandleFailed, if set, sees failed tweets before they are acknowledged.
 	// A *postgres.RowError in m.Err() is a permanent data error; other
 	// errors are outages.
@@ -84,7 +92,14 @@ func (c Config) withDefaults() Config {
 	if c.Postgres.Table == "" {
 		c.Postgres.Table = "tweets"
 	}
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = c.Topic + ".dlq"
+	}
 	b := &c.Postgres.Batcher
+	if b.Outage == stages.OutageFail {
+		// A Kafka source keeps the data: hold back while Postgres is down.
+		b.Outage = stages.OutageBlock
+	}
 	if b.BatchSize == 0 {
 		b.BatchSize = 5000
 	}
@@ -105,6 +120,7 @@ type Pipeline struct {
 	top      *topology.Topology[twitter.Tweet]
 	consumer *kafka.Consumer[twitter.Tweet]
 	pg       *postgres.Sink[twitter.Tweet]
+	dlq      *kafka.DeadLetter[twitter.Tweet]
 
 	closeOnce sync.Once
 	closeErr  error
@@ -134,13 +150,31 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	b := cfg.Postgres.Batcher
 	b.Handle = p.pg.HandleBatch
+	handleFailed := cfg.HandleFailed
+	if cfg.DeadLetterTopic != "-" {
+		p.dlq, err = kafka.NewDeadLetter(kafka.DeadLetterConfig[twitter.Tweet]{
+			Brokers: cfg.Brokers, Topic: cfg.DeadLetterTopic, Permanent: stages.IsPermanent,
+			Logger: cfg.Logger.With("component", "dead-letter"),
+		})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("load: dead-letter topic %s: %w", cfg.DeadLetterTopic, err)
+		}
+		log := cfg.HandleFailed
+		handleFailed = func(ctx context.Context, failed []*stages.Message[twitter.Tweet]) {
+			if log != nil {
+				log(ctx, failed)
+			}
+			p.dlq.HandleFailed(ctx, failed)
+		}
+	}
 	p.top, err = topology.New(topology.Spec[twitter.Tweet]{
 		Name: cfg.Name,
 		// The consumer can wait: Block, so nothing it fetched is dropped.
 		Producer:        topology.ProducerSpec[twitter.Tweet]{Producer: consumer, BufferSize: cfg.BufferSize, Keep: stages.Block},
 		Processors:      topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.Processors, Handle: handle},
 		Batchers:        map[string]topology.BatcherSpec[twitter.Tweet]{"postgres": b},
-		HandleFailed:    cfg.HandleFailed,
+		HandleFailed:    handleFailed,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Hooks:           cfg.Hooks,
 		Logger:          cfg.Logger,
@@ -192,6 +226,9 @@ func (p *Pipeline) Close() error {
 		errs := []error{p.consumer.Close()}
 		if p.pg != nil {
 			errs = append(errs, p.pg.Close())
+		}
+		if p.dlq != nil {
+			errs = append(errs, p.dlq.Close())
 		}
 		p.closeErr = errors.Join(errs...)
 	})
