@@ -382,6 +382,9 @@ func (m *member[T]) rebalance(cons *ckafka.Consumer, ev ckafka.Event) error {
 		m.mu.Unlock()
 		kept := m.carry[:0]
 		for _, r := range m.carry {
+			if r == nil {
+				continue
+			}
 			if !revoked[partKey{topicOf(r), r.TopicPartition.Partition}] {
 				kept = append(kept, r)
 			} else {
