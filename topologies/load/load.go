@@ -153,7 +153,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	handleFailed := cfg.HandleFailed
 	if cfg.DeadLetterTopic != "-" {
 		p.dlq, err = kafka.NewDeadLetter(kafka.DeadLetterConfig[twitter.Tweet]{
-			Brokers: cfg.Brokers, Topic: cfg.DeadLetterTopic, Permanent: stages.IsPermanent,
+			Brokers: cfg.Brokers, Topic: cfg.DeadLetterTopic, Permanent: stages.IsPermanent, DeliveryTimeout: 10 * time.Second,
 			Logger: cfg.Logger.With("component", "dead-letter"),
 		})
 		if err != nil {

@@ -30,11 +30,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // TestLoad loads a topic of raw tweet lines into the tweets table: every
 // tweet is stored once, enriched; the one whose raw JSON Postgres refuses
-// fails alone with a *postgres.RowError; the counters balance.
+// fails alone with a *postgres.RowError and goes to the dead-letter topic
+// (so its offset can be committed); the counters balance.
 func TestLoad(t *testing.T) {
 	t.Parallel()
 	const n = 300
-	c := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
+	c := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
 	var recs []*kgo.Record
 	for i := range n {
 		id := fmt.Sprint(2_000_000 + i)
@@ -96,6 +97,10 @@ func TestLoad(t *testing.T) {
 	var rowErr *postgres.RowError
 	if err := failed["2000077"]; len(failed) != 1 || !errors.As(err, &rowErr) {
 		t.Fatalf("failed %v, want tweet 2000077 alone, with a *postgres.RowError", failed)
+	}
+	dlq, err := kafkatest.ReadAllFrom(t.Context(), c.Brokers, "tweets.dlq")
+	if err != nil || len(dlq) != 1 || string(dlq[0].Key) != "2000077" {
+		t.Fatalf("dead-letter topic holds %d records (%v), want tweet 2000077 alone", len(dlq), err)
 	}
 	rows, err := pool.Query(t.Context(), "SELECT id, hashtags FROM tweets ORDER BY id")
 	if err != nil {
