@@ -86,6 +86,9 @@ type batcher[T any] struct {
 	// queues[i] holds the closed batches of partition i (or all, unpartitioned)
 	// not yet taken by a batch processor, oldest first; ready[i] wakes the
 	// batch processors of queue i, taken wakes processors waiting for room.
+	// They are guarded by qmu, not mu, so that batch processors never
+	// contend with processors adding messages; qmu is taken inside mu.
+	qmu     sync.Mutex
 	queues  [][]*openBatch[T]
 	queued  int // batches in all queues
 	ready   []notify.Notifier
@@ -220,10 +223,12 @@ func (b *batcher[T]) close() {
 	for _, ob := range b.open {
 		b.flushLocked(ob, TriggerDrain)
 	}
+	b.qmu.Lock()
 	b.drained = true
 	for i := range b.ready {
 		b.ready[i].Broadcast()
 	}
+	b.qmu.Unlock()
 	b.mu.Unlock()
 	close(b.quit)
 	<-b.timerOK
@@ -349,9 +354,11 @@ func (b *batcher[T]) flushLocked(ob *openBatch[T], t Trigger) {
 	if b.cfg.PartitionBy != nil {
 		i = ob.partition
 	}
+	b.qmu.Lock()
 	b.queues[i] = append(b.queues[i], ob)
 	b.queued++
 	b.ready[i].Broadcast()
+	b.qmu.Unlock()
 }
 
 // waitForRoom waits, with b.mu released, while more closed batches are
@@ -361,8 +368,15 @@ func (b *batcher[T]) flushLocked(ob *openBatch[T], t Trigger) {
 // be held; it is held again on return. It reports false if the topology was
 // stopped hard.
 func (b *batcher[T]) waitForRoom(ctx context.Context) bool {
-	for b.queued > len(b.queues)+b.e.cfg.Processors.Concurrency {
+	limit := len(b.queues) + b.e.cfg.Processors.Concurrency
+	for {
+		b.qmu.Lock()
+		if b.queued <= limit {
+			b.qmu.Unlock()
+			return true
+		}
 		ch := b.taken.Wait()
+		b.qmu.Unlock()
 		b.mu.Unlock()
 		select {
 		case <-ch:
@@ -372,14 +386,13 @@ func (b *batcher[T]) waitForRoom(ctx context.Context) bool {
 		}
 		b.mu.Lock()
 	}
-	return true
 }
 
 // next takes the oldest batch of queue q, waiting for one; it returns nil
 // once the batcher is drained and the queue empty, or ctx ended.
 func (b *batcher[T]) next(ctx context.Context, q int) *openBatch[T] {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
 	for len(b.queues[q]) == 0 || ctx.Err() != nil {
 		// After a hard stop queued batches are left unhandled (counted as
 		// not acknowledged), not failed: a failure there would only say
@@ -388,14 +401,14 @@ func (b *batcher[T]) next(ctx context.Context, q int) *openBatch[T] {
 			return nil
 		}
 		ch := b.ready[q].Wait()
-		b.mu.Unlock()
+		b.qmu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			b.mu.Lock()
+			b.qmu.Lock()
 			return nil
 		}
-		b.mu.Lock()
+		b.qmu.Lock()
 	}
 	ob := b.queues[q][0]
 	b.queues[q][0] = nil

@@ -51,7 +51,7 @@ func (s *settler[T]) settle(ctx context.Context, msgs []*Message[T], bs *batcher
 		if m.err != nil {
 			nfail++
 		}
-		if same && ackerID(m.Acker) != firstID && !sameAcker(m.Acker, first) {
+		if id := ackerID(m.Acker); same && (id[0] != firstID[0] || id[1] != firstID[1]) && !sameAcker(m.Acker, first) {
 			same = false
 		}
 	}
@@ -142,7 +142,7 @@ func (s *settler[T]) group(ok, failed []*Message[T]) {
 // acknowledger only as the very same interface value (one boxed copy shared
 // by several messages); otherwise each is told of its own messages.
 func sameAcker[T any](a, b Acknowledger[T]) bool {
-	if ackerID(a) == ackerID(b) {
+	if ia, ib := ackerID(a), ackerID(b); ia[0] == ib[0] && ia[1] == ib[1] {
 		return true // the very same interface value (both nil included)
 	}
 	return a != nil && b != nil && sameDynamic(a, b)
