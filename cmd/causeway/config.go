@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -92,8 +93,13 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 		args = args[1:]
 	}
 	fs := newFlagSet("causeway", lookup)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
+	// The flag package prints a parse error and the whole usage; causeway
+	// prints one line instead (run adds "see causeway -h"), and the usage
+	// only for -h.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	printUsage := func() {
+		fs.SetOutput(stderr)
 		fmt.Fprint(stderr, usageHeader)
 		fs.PrintDefaults()
 	}
@@ -134,6 +140,9 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
 	if err := fs.parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage()
+		}
 		return nil, err
 	}
 	if fs.NArg() > 0 {

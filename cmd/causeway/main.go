@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		for _, line := range strings.Split(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "causeway: %s\n", line)
 		}
+		fmt.Fprintln(stderr, "causeway: see causeway -h")
 		return 2
 	}
 	level, _ := parseLevel(cfg.logLevel)
