@@ -9,9 +9,12 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/causeway-go/causeway/stages/archive"
 	"github.com/causeway-go/causeway/topology"
@@ -164,8 +167,9 @@ func (c *config) validate() error {
 	}
 	if c.databaseURL == "" {
 		bad("-database-url (or $DATABASE_URL) is required: `make run` starts a throwaway Postgres, or run scripts/pg start DIR")
-	} else if u, err := url.Parse(c.databaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		bad("-database-url: want a postgres:// URL, got %q", redactURL(c.databaseURL))
+	} else if _, err := pgxpool.ParseConfig(c.databaseURL); err != nil {
+		bad("-database-url %s: want a postgres:// URL or a keyword/value string (host=... dbname=...): %v",
+			redactURL(c.databaseURL), redactedErr(err, c.databaseURL))
 	}
 	positive := map[string]int{"-processors": c.processors, "-buffer": c.buffer, "-kafka-batch-size": c.kafkaBatchSize,
 		"-kafka-concurrency": c.kafkaConcurrency, "-pg-batch-size": c.pgBatchSize, "-pg-concurrency": c.pgConcurrency}
@@ -282,9 +286,31 @@ func parseRule(s string) (ruleSpec, error) {
 
 // redactURL hides a URL's password.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") || strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return u.Redacted()
 	}
-	return u.Redacted()
+	// A keyword/value connection string: mask every password value,
+	// quoted or not.
+	return passwordKV.ReplaceAllString(s, "${1}xxxxx")
+}
+
+var passwordKV = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactedErr is err's text with the connection string's password masked,
+// in case the error quotes it.
+func redactedErr(err error, dsn string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(dsn); perr == nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "xxxxx")
+		}
+	}
+	if m := passwordKV.FindStringSubmatch(dsn); m != nil {
+		msg = strings.ReplaceAll(msg, strings.Trim(m[2], "'"), "xxxxx")
+	}
+	return msg
 }
