@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,14 @@ func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		problems := readiness(stats(), stream)
+		if len(problems) > 0 {
+			http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("-metrics-addr %s: %w", addr, err)
@@ -66,7 +75,7 @@ func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream
 			log.Error("causeway: metrics server", "err", err)
 		}
 	}()
-	log.Info("causeway: serving /metrics and /healthz", "addr", ln.Addr().String())
+	log.Info("causeway: serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
 	return m, nil
 }
 
@@ -116,4 +125,28 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 		"malformed": x.Malformed, "stream_error": x.StreamErrors, "ignored": x.Ignored} {
 		ch <- prometheus.MustNewConstMetric(c.outcomes, prometheus.CounterValue, float64(n), outcome)
 	}
+}
+
+// readiness lists why the pipeline is not ready to take tweets at full
+// speed: the stream not connected, a sink held back (retrying a batch, or
+// its spill full), or a sink down with its tweets going to the spill. No
+// problems: ready.
+func readiness(st stages.Stats, stream *twitter.Stream) []string {
+	var problems []string
+	if stream != nil {
+		if state := stream.Stats().State; state != twitter.StateConnected {
+			problems = append(problems, "stream: "+state.String())
+		}
+	}
+	for _, b := range st.Batchers {
+		switch {
+		case b.Spill != nil && b.Spill.Full:
+			problems = append(problems, fmt.Sprintf("sink %s: spill full (%d tweets, %d bytes): held back", b.Name, b.Spill.Records, b.Spill.Bytes))
+		case b.Blocked:
+			problems = append(problems, fmt.Sprintf("sink %s: failing, batch held and retried", b.Name))
+		case b.Spill != nil && b.Spill.SinkDown:
+			problems = append(problems, fmt.Sprintf("sink %s: down, %d tweets held in its spill", b.Name, b.Spill.Records))
+		}
+	}
+	return problems
 }
