@@ -17,6 +17,8 @@ type Collector struct {
 	procReceived, procFailed, procPanics, procLatency        *prometheus.Desc
 	bReceived, bPending, bBatches, bBatchesFailed, bRetries  *prometheus.Desc
 	bMissing, bAcked, bFailed, bSize, bLatency, bConcurrency *prometheus.Desc
+	bBlocked, spillRecords, spillBytes, spilled, replayed    *prometheus.Desc
+	replayFailed, spillFull, sinkDown                        *prometheus.Desc
 }
 
 // New returns a collector that calls stats once per scrape; pass
@@ -51,6 +53,14 @@ func New(namespace string, stats func() stages.Stats) *Collector {
 		bSize:          d("batcher_batch_size", "Messages per batch.", "batcher"),
 		bLatency:       d("batcher_handle_seconds", "Batch handler time per call.", "batcher"),
 		bConcurrency:   d("batcher_concurrency", "Batch processors of the batcher.", "batcher"),
+		bBlocked:       d("batcher_blocked", "1 while the batcher holds a batch its sink failed (retrying, or its spill full).", "batcher"),
+		spillRecords:   d("spill_records", "Messages held in the batcher's spill, waiting for replay.", "batcher"),
+		spillBytes:     d("spill_bytes", "Bytes of the batcher's spill on disk.", "batcher"),
+		spilled:        d("spill_held_total", "Messages the batcher held in its spill while its sink was down.", "batcher"),
+		replayed:       d("spill_replayed_total", "Spilled messages the sink took on replay.", "batcher"),
+		replayFailed:   d("spill_replay_failed_total", "Spilled messages the sink failed permanently on replay.", "batcher"),
+		spillFull:      d("spill_full", "1 while the batcher's spill refuses messages for lack of room.", "batcher"),
+		sinkDown:       d("sink_down", "1 while the last replay of the batcher's spill failed: its sink is down.", "batcher"),
 	}
 }
 
@@ -58,7 +68,8 @@ func New(namespace string, stats func() stages.Stats) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.emitted, c.dropped, c.buffered, c.bufferCap, c.demand, c.acked, c.failed,
 		c.inFlight, c.procReceived, c.procFailed, c.procPanics, c.procLatency, c.bReceived, c.bPending, c.bBatches,
-		c.bBatchesFailed, c.bRetries, c.bMissing, c.bAcked, c.bFailed, c.bSize, c.bLatency, c.bConcurrency} {
+		c.bBatchesFailed, c.bRetries, c.bMissing, c.bAcked, c.bFailed, c.bSize, c.bLatency, c.bConcurrency,
+		c.bBlocked, c.spillRecords, c.spillBytes, c.spilled, c.replayed, c.replayFailed, c.spillFull, c.sinkDown} {
 		ch <- d
 	}
 }
@@ -100,5 +111,22 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		histogram(c.bSize, b.BatchSize, b.Name)
 		histogram(c.bLatency, b.Latency, b.Name)
 		gauge(c.bConcurrency, int64(b.Concurrency), b.Name)
+		gauge(c.bBlocked, b2i(b.Blocked), b.Name)
+		if sp := b.Spill; sp != nil {
+			gauge(c.spillRecords, int64(sp.Records), b.Name)
+			gauge(c.spillBytes, sp.Bytes, b.Name)
+			counter(c.spilled, sp.Spilled, b.Name)
+			counter(c.replayed, sp.Replayed, b.Name)
+			counter(c.replayFailed, sp.ReplayFailed, b.Name)
+			gauge(c.spillFull, b2i(sp.Full), b.Name)
+			gauge(c.sinkDown, b2i(sp.SinkDown), b.Name)
+		}
 	}
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
 }

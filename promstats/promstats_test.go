@@ -63,3 +63,31 @@ causeway_batcher_batches_total{batcher="sink",topology="demo"} 3
 		t.Fatalf("batch size histograms: %d", n)
 	}
 }
+
+// A batcher's spill and hold-back state are exported.
+func TestSpillMetrics(t *testing.T) {
+	st := stages.Stats{Name: "t", Batchers: []stages.BatcherStats{{Name: "pg", Blocked: true,
+		Spill: &stages.SpillStats{Records: 7, Bytes: 700, Spilled: 9, Replayed: 2, SinkDown: true}}}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promstats.New("x", func() stages.Stats { return st }))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if g := m.GetGauge(); g != nil {
+				got[mf.GetName()] = g.GetValue()
+			} else if c := m.GetCounter(); c != nil {
+				got[mf.GetName()] = c.GetValue()
+			}
+		}
+	}
+	for name, want := range map[string]float64{"x_batcher_blocked": 1, "x_spill_records": 7, "x_spill_bytes": 700,
+		"x_spill_held_total": 9, "x_spill_replayed_total": 2, "x_spill_full": 0, "x_sink_down": 1} {
+		if got[name] != want {
+			t.Errorf("%s = %v, want %v", name, got[name], want)
+		}
+	}
+}
