@@ -60,6 +60,7 @@ type config struct {
 	pgConcurrency     int
 	shutdownTimeout   time.Duration
 	spillDir          string
+	stateFile         string
 	spillMax          string
 	spillMaxBytes     int64
 
@@ -135,6 +136,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
 	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
+	fs.stringVar(&c.stateFile, "state-file", "CAUSEWAY_STATE_FILE", "", "where the stream's resume point is kept (the last tweet every sink holds), so a restart with -backfill-minutes asks for what the last run missed; empty: stream-state.json in -spill-dir")
 	fs.stringVar(&c.spillMax, "spill-max", "CAUSEWAY_SPILL_MAX", "1GiB", "most disk each sink's spill may use, e.g. 512MiB; a full spill holds its sink back")
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")

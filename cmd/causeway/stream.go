@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,7 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 		BufferSize:      cfg.buffer,
 		Keep:            stages.KeepLast,
 		Spill:           tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes},
+		StateFile:       cfg.streamStateFile(),
 		HandleFailed:    newFailureLog(log).handle,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
@@ -252,4 +254,12 @@ func (f *failureLog) handle(_ context.Context, failed []*stages.Message[twitter.
 	m := failed[0]
 	f.log.Warn("causeway: tweets failed", "count", len(failed), "first_id", m.Data.ID, "first_error", m.Err(),
 		"others_since_last_report", f.skipped.Swap(0))
+}
+
+// streamStateFile is -state-file, or stream-state.json in -spill-dir.
+func (c *config) streamStateFile() string {
+	if c.stateFile != "" || c.spillDir == "" {
+		return c.stateFile
+	}
+	return filepath.Join(c.spillDir, "stream-state.json")
 }

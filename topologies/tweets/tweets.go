@@ -58,6 +58,14 @@ type Config struct {
 	// ShutdownTimeout bounds the drain after Run's context ends. Default
 	// 30s.
 	ShutdownTimeout time.Duration
+	// StateFile, if set, is where the pipeline keeps its resume point: the
+	// time of the last tweet every sink holds (a few seconds early, so that
+	// tweets acknowledged out of order are covered). At New it is read into
+	// Stream.ResumeFrom (when Stream.BackfillMinutes is set and ResumeFrom
+	// is not), so the first connection after a restart asks the X API to
+	// replay what the last run did not store; Run saves it every second and
+	// at the end.
+	StateFile string
 	// Spill, when Spill.Dir is set, gives the Kafka and Postgres batchers
 	// OutageSpill: while a sink is down, its tweets are held on local disk
 	// (Dir/kafka, Dir/postgres), acknowledged, and replayed in order when it
@@ -177,6 +185,8 @@ func (c *Config) Validate() error {
 
 // Pipeline is a declared tweet topology and the sinks it writes to.
 type Pipeline struct {
+	state  *twitter.StateFile
+	stored storedMark
 	top    *topology.Topology[twitter.Tweet]
 	stream *twitter.Stream
 	kafka  *kafka.Sink[twitter.Tweet]
@@ -193,7 +203,19 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	p := &Pipeline{stream: twitter.NewStream(cfg.Stream)}
+	p := &Pipeline{}
+	if cfg.StateFile != "" {
+		p.state = &twitter.StateFile{Path: cfg.StateFile}
+		from, err := p.state.Load()
+		if err != nil {
+			return nil, fmt.Errorf("tweets: %w", err)
+		}
+		if cfg.Stream.BackfillMinutes > 0 && cfg.Stream.ResumeFrom.IsZero() && !from.IsZero() {
+			cfg.Stream.ResumeFrom = from
+			cfg.Logger.Info("tweets: resuming: the first connection asks for what the last run did not store", "from", from)
+		}
+	}
+	p.stream = twitter.NewStream(cfg.Stream)
 	batchers := make(map[string]topology.BatcherSpec[twitter.Tweet], len(cfg.Batchers)+2)
 	for name, b := range cfg.Batchers {
 		batchers[name] = b
@@ -245,6 +267,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 				if err := Enrich(ctx, m); err != nil {
 					return err
 				}
+				if p.state != nil {
+					m.Acker = &p.stored
+				}
 				m.Route(routes...) // fan-out: acknowledged once, after every batch it joined
 				return nil
 			}},
@@ -283,8 +308,83 @@ func (c *Config) spill(b topology.BatcherSpec[twitter.Tweet], name string) topol
 // (or failed) within the shutdown timeout. It then closes the sinks (the
 // Kafka producer flushes). Run is called once.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if p.state == nil {
+		return errors.Join(p.top.Run(ctx), p.Close())
+	}
+	saved := make(chan struct{})
+	stop := make(chan struct{})
+	go func() {
+		defer close(saved)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				p.saveState()
+			case <-stop:
+				return
+			}
+		}
+	}()
 	err := p.top.Run(ctx)
-	return errors.Join(err, p.Close())
+	close(stop)
+	<-saved
+	return errors.Join(err, p.saveState(), p.Close())
+}
+
+// saveState stores the resume point, if it moved.
+func (p *Pipeline) saveState() error {
+	at, ok := p.stored.resumePoint()
+	if !ok {
+		return nil
+	}
+	if err := p.state.Save(at); err != nil {
+		return fmt.Errorf("tweets: %w", err)
+	}
+	return nil
+}
+
+// resumeMargin is how much earlier than the newest tweet every sink holds
+// the resume point is saved: batches are acknowledged out of order, so an
+// older tweet may still be on its way when a newer one is done.
+const resumeMargin = 5 * time.Second
+
+// storedMark is the acknowledger of a pipeline with a state file: it
+// follows the newest tweet that left the topology (stored by every sink,
+// or failed and handed to HandleFailed).
+type storedMark struct {
+	mu    sync.Mutex
+	last  time.Time
+	saved time.Time
+}
+
+// Ack moves the mark to the newest tweet of the call.
+func (s *storedMark) Ack(ok, failed []*stages.Message[twitter.Tweet]) {
+	var newest time.Time
+	for _, list := range [2][]*stages.Message[twitter.Tweet]{ok, failed} {
+		for _, m := range list {
+			if m.Data.ReceivedAt.After(newest) {
+				newest = m.Data.ReceivedAt
+			}
+		}
+	}
+	s.mu.Lock()
+	if newest.After(s.last) {
+		s.last = newest
+	}
+	s.mu.Unlock()
+}
+
+// resumePoint returns the point to save, and false if it did not move
+// since the last call.
+func (s *storedMark) resumePoint() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last.IsZero() || !s.last.After(s.saved) {
+		return time.Time{}, false
+	}
+	s.saved = s.last
+	return s.last.Add(-resumeMargin), true
 }
 
 // Close closes the sinks: the Kafka producer flushes what it still holds,
