@@ -48,14 +48,25 @@ type summary struct {
 	Reconnects      map[string]int64          `json:"reconnects,omitempty"`
 	Served          int64                     `json:"served,omitempty"` // by the embedded fake X API
 	DurationSeconds float64                   `json:"duration_seconds"`
-	TweetsPerSecond float64                   `json:"tweets_per_second"`
-	TopHashtags     []hashtagCount            `json:"top_hashtags"`
+	TweetsPerSecond float64                   `json:"tweets_per_second"` // received (emitted into the topology) per second; kept for old readers
+	// ReceivedPerSecond counts what entered the topology (dropped tweets
+	// included); StoredPerSecond what every sink holds: acknowledged,
+	// less what still waits in a spill.
+	ReceivedPerSecond float64        `json:"received_per_second"`
+	Stored            int64          `json:"stored"`
+	StoredPerSecond   float64        `json:"stored_per_second"`
+	TopHashtags       []hashtagCount `json:"top_hashtags"`
 }
 
 type batcherSummary struct {
 	Acked   int64 `json:"acked"`
 	Failed  int64 `json:"failed"`
 	Batches int64 `json:"batches"`
+	// With a spill: tweets held there while the sink was down, replayed
+	// into it since, and still waiting at the end.
+	Spilled      int64 `json:"spilled,omitempty"`
+	Replayed     int64 `json:"replayed,omitempty"`
+	SpillWaiting int64 `json:"spill_waiting,omitempty"`
 }
 
 type hashtagCount struct {
@@ -68,13 +79,22 @@ func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 		Mode: mode, Emitted: s.Producer.Emitted, Dropped: s.Dropped, Acked: s.Acked, Failed: s.Failed, Unfinished: s.InFlight,
 		Batchers: map[string]batcherSummary{}, DurationSeconds: elapsed.Seconds(), KafkaTopicRecords: -1,
 	}
+	sum.Stored = s.Acked
 	for _, b := range s.Batchers {
-		sum.Batchers[b.Name] = batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
+		bs := batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
+		if sp := b.Spill; sp != nil {
+			bs.Spilled, bs.Replayed, bs.SpillWaiting = sp.Spilled, sp.Replayed, int64(sp.Records)
+			sum.Stored -= int64(sp.Records)
+		}
+		sum.Batchers[b.Name] = bs
 	}
-	sum.KafkaRecords = sum.Batchers["kafka"].Acked
-	sum.PostgresRows = sum.Batchers["postgres"].Acked
+	sum.Stored = max(sum.Stored, 0)
+	sum.KafkaRecords = sum.Batchers["kafka"].Acked - sum.Batchers["kafka"].SpillWaiting
+	sum.PostgresRows = sum.Batchers["postgres"].Acked - sum.Batchers["postgres"].SpillWaiting
 	if elapsed > 0 {
 		sum.TweetsPerSecond = float64(sum.Emitted) / elapsed.Seconds()
+		sum.ReceivedPerSecond = sum.TweetsPerSecond
+		sum.StoredPerSecond = float64(sum.Stored) / elapsed.Seconds()
 	}
 	return sum
 }
@@ -144,7 +164,8 @@ func topicRecords(brokers, topic string) int64 {
 
 func (s *summary) print(w io.Writer) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ncauseway %s: %.1fs, %.0f tweets/s\n", s.Mode, s.DurationSeconds, s.TweetsPerSecond)
+	fmt.Fprintf(&b, "\ncauseway %s: %.1fs, received %.0f tweets/s, stored %.0f tweets/s (in every sink)\n",
+		s.Mode, s.DurationSeconds, s.ReceivedPerSecond, s.StoredPerSecond)
 	if s.Mode == "run" {
 		fmt.Fprintf(&b, "  stream     received %d lines: %d tweets (%d emitted, %d deduplicated, %d abandoned), %d malformed, %d stream errors; %d keep-alives",
 			s.Received, s.Tweets, s.Emitted, s.Deduplicated, s.Abandoned, s.Malformed, s.StreamErrors, s.KeepAlives)
