@@ -26,6 +26,7 @@ import (
 	"github.com/causeway-go/causeway/stages/kafka"
 	"github.com/causeway-go/causeway/stages/postgres"
 	"github.com/causeway-go/causeway/topology"
+	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // Config configures the reference tweet topology. Zero values take the
@@ -241,6 +242,11 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	if cfg.kafkaOn() {
 		kc := KafkaSinkConfig(cfg.Kafka.Brokers, cfg.Kafka.Topic)
 		kc.Logger = cfg.Logger.With("component", "kafka")
+		// The producer takes every line the stream takes (plus room for the
+		// key and headers), so only the broker's own limit can refuse a
+		// tweet: it is then failed as a permanent *kafka.RecordError that
+		// names the limit, never dropped unexplained.
+		kc.Properties = ckafka.ConfigMap{"message.max.bytes": p.stream.MaxLineSize() + 64<<10}
 		if cfg.Kafka.Options != nil {
 			cfg.Kafka.Options(&kc)
 		}
