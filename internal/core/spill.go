@@ -128,15 +128,15 @@ func (s *spiller[T]) drain() {
 // HandleFailed saw them).
 func (s *spiller[T]) run(ctx context.Context) {
 	b := s.b
-	max := b.cfg.BatchSize
+	limit := b.cfg.BatchSize
 	if b.policy.sized {
-		max = 500
+		limit = 500
 	}
 	var st settler[T]
 	st.init(b.e)
 	for attempt := 0; ctx.Err() == nil; {
 		s.mu.Lock()
-		recs, err := s.log.Peek(max)
+		recs, err := s.log.Peek(limit)
 		s.replaying = len(recs) > 0
 		s.mu.Unlock()
 		if err != nil {
