@@ -44,26 +44,30 @@ func (p *progress) show(x twitter.Stats, s stages.Stats) {
 	if dt < p.every {
 		return
 	}
-	recv, acked := x.Tweets, s.Acked+s.Failed
+	recv, acked := x.Tweets, s.Acked // acked: stored by every sink (or held in a spill)
 	rate := float64(recv-p.lastRecv) / dt.Seconds()
 	ackRate := float64(acked-p.lastAck) / dt.Seconds()
 	p.last, p.lastRecv, p.lastAck = now, recv, acked
 	var batchers []string
 	for _, b := range s.Batchers {
-		batchers = append(batchers, fmt.Sprintf("%s %d ok %d failed %d pending", b.Name, b.Acked, b.Failed, b.Pending))
+		line := fmt.Sprintf("%s %d ok %d failed %d pending", b.Name, b.Acked, b.Failed, b.Pending)
+		if sp := b.Spill; sp != nil && (sp.Records > 0 || sp.SinkDown) {
+			line += fmt.Sprintf(" %d spilled", sp.Records)
+		}
+		batchers = append(batchers, line)
 	}
 	reconnects := int64(0)
 	for _, n := range x.Reconnects {
 		reconnects += n
 	}
 	if p.tty {
-		fmt.Fprintf(p.w, "\r\033[K%s | %d tweets %.0f/s | acked %.0f/s | buffer %d/%d dropped %d | %s | reconnects %d",
+		fmt.Fprintf(p.w, "\r\033[K%s | %d tweets received %.0f/s | stored %.0f/s | buffer %d/%d dropped %d | %s | reconnects %d",
 			x.State, recv, rate, ackRate, s.Producer.Buffered, s.Producer.Capacity, s.Dropped, strings.Join(batchers, " | "), reconnects)
 		p.shown = true
 		return
 	}
-	p.log.Info("causeway: progress", "stream", x.State.String(), "tweets", recv, "tweets_per_s", int64(rate),
-		"acked_per_s", int64(ackRate), "buffered", s.Producer.Buffered, "dropped", s.Dropped,
+	p.log.Info("causeway: progress", "stream", x.State.String(), "tweets", recv, "received_per_s", int64(rate),
+		"stored_per_s", int64(ackRate), "buffered", s.Producer.Buffered, "dropped", s.Dropped,
 		"in_flight", s.InFlight, "batchers", strings.Join(batchers, "; "), "reconnects", reconnects)
 }
 
