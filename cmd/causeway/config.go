@@ -22,7 +22,15 @@ import (
 
 // config is everything the binary can be told.
 type config struct {
-	mode string // "run" or "load"
+	mode string // "run", "load" or "archive"
+
+	// archive (causeway archive, or -archive-dir in run)
+	archiveDir      string
+	archiveName     string
+	rotateSize      string
+	rotateSizeBytes int64
+	rotateEvery     time.Duration
+	onRotate        string
 
 	// X stream (run)
 	streamURL   string
@@ -80,6 +88,12 @@ Usage:
   causeway [flags]        stream tweets into Kafka and Postgres
   causeway load [flags]   read the Kafka topic as a consumer group and load Postgres
                           (run N of them with one -kafka-group to scale out)
+  causeway archive -dir DIR [flags]
+                          the always-on listener alone: X stream -> a gzip JSON-lines
+                          archive (DIR/<archive-name>.jsonl.gz), no Kafka or Postgres;
+                          SIGHUP reopens the active file (logrotate: rename, then signal)
+  causeway archive verify DIR
+                          check every file of an archive: lines, ids, damage (exit 1 on damage)
 
 With no -stream-url, causeway serves testdata/ from an in-process fake X API
 and stops at the end of the replay; with no -kafka-brokers it runs an
@@ -92,8 +106,8 @@ Flags (environment fallbacks in parentheses):
 // parseConfig parses the command line (without the program name).
 func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Writer) (*config, error) {
 	c := &config{mode: "run"}
-	if len(args) > 0 && args[0] == "load" {
-		c.mode = "load"
+	if len(args) > 0 && (args[0] == "load" || args[0] == "archive") {
+		c.mode = args[0]
 		args = args[1:]
 	}
 	fs := newFlagSet("causeway", lookup)
@@ -138,6 +152,12 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
 	fs.stringVar(&c.stateFile, "state-file", "CAUSEWAY_STATE_FILE", "", "where the stream's resume point is kept (the last tweet every sink holds), so a restart with -backfill-minutes asks for what the last run missed; empty: stream-state.json in -spill-dir")
 	fs.stringVar(&c.spillMax, "spill-max", "CAUSEWAY_SPILL_MAX", "1GiB", "most disk each sink's spill may use, e.g. 512MiB; a full spill holds its sink back")
+	fs.stringVar(&c.archiveDir, "dir", "", "", "archive: the archive directory (required); the active file is DIR/<archive-name>.jsonl.gz")
+	fs.stringVar(&c.archiveDir, "archive-dir", "CAUSEWAY_ARCHIVE_DIR", "", "also write every tweet's raw JSON line to a gzip archive in this directory (a batcher \"archive\" beside kafka and postgres); the same as -dir in causeway archive")
+	fs.stringVar(&c.archiveName, "archive-name", "CAUSEWAY_ARCHIVE_NAME", archive.DefaultName, "base name of the archive's files: <name>.jsonl.gz, finished ones <name>-<UTC time>.jsonl.gz")
+	fs.stringVar(&c.rotateSize, "rotate-size", "CAUSEWAY_ROTATE_SIZE", "0", "archive: finish the active file once it holds this much, e.g. 64MiB; 0 never by size")
+	fs.durationVar(&c.rotateEvery, "rotate-every", "CAUSEWAY_ROTATE_EVERY", 0, "archive: finish the active file once its first line is this old, e.g. 1h; 0 never by age")
+	fs.stringVar(&c.onRotate, "on-rotate", "CAUSEWAY_ON_ROTATE", "", "archive: shell command run on each file the archive finished itself, its path appended (and in $CAUSEWAY_ARCHIVE_FILE): upload, checksum")
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
 	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
@@ -149,6 +169,9 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 			printUsage()
 		}
 		return nil, err
+	}
+	if c.mode == "archive" && fs.NArg() > 0 && fs.Arg(0) == "verify" {
+		return nil, fmt.Errorf("flags go after \"archive verify\": causeway archive verify DIR")
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before it? see -h)", fs.Arg(0))
@@ -163,11 +186,27 @@ func (c *config) validate() error {
 		if u, err := url.Parse(c.streamURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("-stream-url %q: want an http:// or https:// URL", c.streamURL)
 		}
-		if c.bearerToken == "" && c.mode == "run" {
+		if c.bearerToken == "" && c.mode != "load" {
 			bad("-bearer-token (or $TWITTER_BEARER_TOKEN) is required with -stream-url")
 		}
 	}
-	if c.databaseURL == "" {
+	if c.mode == "archive" && c.archiveDir == "" {
+		bad("-dir is required: causeway archive -dir DIR")
+	}
+	if c.archiveName == "" || strings.ContainsAny(c.archiveName, `/\`) || c.archiveName == "." || c.archiveName == ".." {
+		bad("-archive-name %q: want a plain file name", c.archiveName)
+	}
+	if n, err := archive.ParseSize(c.rotateSize); err != nil {
+		bad("-rotate-size %q: want a size such as 64MiB, or 0", c.rotateSize)
+	} else {
+		c.rotateSizeBytes = n
+	}
+	if c.rotateEvery < 0 {
+		bad("-rotate-every must be >= 0, got %v", c.rotateEvery)
+	}
+	if c.mode == "archive" {
+		// No Postgres and no Kafka in this mode.
+	} else if c.databaseURL == "" {
 		bad("-database-url (or $DATABASE_URL) is required: `make run` starts a throwaway Postgres, or run scripts/pg start DIR")
 	} else if _, err := pgxpool.ParseConfig(c.databaseURL); err != nil {
 		bad("-database-url %s: want a postgres:// URL or a keyword/value string (host=... dbname=...): %v",

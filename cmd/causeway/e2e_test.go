@@ -119,9 +119,14 @@ func runBinary(t testing.TB, args []string, sigs chan os.Signal) result {
 // runBinaryErr is runBinary for other goroutines: it reports instead of
 // failing the test.
 func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, error) {
+	return runBinaryHUP(t, args, sigs, nil)
+}
+
+// runBinaryHUP is runBinaryErr with a SIGHUP channel (nil: none).
+func runBinaryHUP(t testing.TB, args []string, sigs chan os.Signal, hup chan os.Signal) (result, error) {
 	path := filepath.Join(t.TempDir(), "summary.json")
 	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", "warn")
-	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || args[0] != "load") {
+	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || (args[0] != "load" && args[0] != "archive")) {
 		// Each run its own spill: a spill is one process's (it is locked).
 		args = append(args, "-spill-dir", filepath.Join(t.TempDir(), "spill"))
 	}
@@ -130,7 +135,7 @@ func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, err
 	}
 	var stdout, stderr syncBuffer
 	env := func(string) (string, bool) { return "", false }
-	status := run(context.Background(), args, env, &stdout, &stderr, sigs)
+	status := run(context.Background(), args, env, &stdout, &stderr, sigs, hup)
 	r := result{status: status, stdout: stdout.String(), stderr: stderr.String()}
 	if data, err := os.ReadFile(path); err == nil {
 		if err := json.Unmarshal(data, &r.sum); err != nil {

@@ -25,15 +25,25 @@ import (
 func main() {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, sigs))
+	// SIGHUP reopens the archive's active file (logrotate: rename, then
+	// signal); it never stops the run.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	os.Exit(run(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr, sigs, hup))
 }
 
 // exitForced is the status of a run a second signal cut short.
 const exitForced = 130
 
 // run is main without the process: tests call it with their own
-// environment, output and signals. It returns the exit status.
-func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer, sigs <-chan os.Signal) int {
+// environment, output and signals. sigs stop the run (the first drains,
+// the second exits at once); hup (nil: none) reopens the archive's active
+// file. It returns the exit status.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer,
+	sigs, hup <-chan os.Signal) int {
+	if len(args) >= 2 && args[0] == "archive" && args[1] == "verify" {
+		return runArchiveVerify(args[2:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, lookup, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -59,8 +69,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		switch cfg.mode {
 		case "load":
 			done <- runLoad(ctx, cfg, log, stdout, stderr)
-		default:
-			done <- runStream(ctx, cfg, log, stdout, stderr)
+		default: // "run" and "archive"
+			done <- runStream(ctx, cfg, log, stdout, stderr, hup)
 		}
 	}()
 	select {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -61,7 +62,7 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 		cfg.streamURL, cfg.bearerToken = e.fake.URL(), token
 		log.Info("causeway: serving testdata from an in-process fake X API", "url", cfg.streamURL, "tweets", len(lines))
 	}
-	if cfg.kafkaBrokers == "" {
+	if cfg.kafkaBrokers == "" && cfg.mode != "archive" {
 		var err error
 		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"))
 		if err != nil {
@@ -82,7 +83,9 @@ func randomToken() string {
 
 // runStream runs the reference topology until ctx ends, -duration or
 // -max-tweets is reached, or the embedded replay is over.
-func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer) error {
+// In archive mode the only batcher is "archive": no Kafka, no Postgres.
+func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer, hup <-chan os.Signal) error {
+	archiveOnly := cfg.mode == "archive"
 	emb, err := startEmbedded(cfg, log)
 	if err != nil {
 		return err
@@ -109,34 +112,57 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if err := xcfg.Validate(); err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, cfg.databaseURL)
-	if err != nil {
-		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
-	}
-	defer pool.Close()
-
-	p, err := tweets.New(ctx, tweets.Config{
-		Stream: xcfg,
-		Kafka: tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
-			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
-				Concurrency: cfg.kafkaConcurrency}},
-		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
-			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}},
+	tcfg := tweets.Config{
+		Stream:          xcfg,
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
 		Keep:            stages.KeepLast,
-		Spill:           tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes},
-		StateFile:       cfg.streamStateFile(),
 		HandleFailed:    newFailureLog(log).handle,
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
-	})
+	}
+	var pool *pgxpool.Pool
+	if archiveOnly {
+		tcfg.StateFile = cfg.stateFile // no spill in this mode: no default under -spill-dir
+	} else {
+		pool, err = pgxpool.New(ctx, cfg.databaseURL)
+		if err != nil {
+			return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
+		}
+		defer pool.Close()
+		tcfg.Kafka = tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
+			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
+				Concurrency: cfg.kafkaConcurrency}}
+		tcfg.Postgres = tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
+			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
+				Concurrency: cfg.pgConcurrency}}
+		tcfg.Spill = tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes}
+		tcfg.StateFile = cfg.streamStateFile()
+	}
+	var arch *tweetArchive
+	if cfg.archiveDir != "" {
+		if arch, err = openArchive(cfg, log); err != nil {
+			return err
+		}
+		// Closed after Run (the drain) at the latest; closing twice is harmless.
+		defer arch.close(context.WithoutCancel(ctx))
+		tcfg.Batchers = map[string]topology.BatcherSpec[twitter.Tweet]{"archive": arch.batcher()}
+		hupCtx, stopHUP := context.WithCancel(ctx)
+		defer stopHUP()
+		if hup != nil {
+			go arch.w.ReopenOn(hupCtx, hup)
+		}
+	}
+
+	p, err := tweets.New(ctx, tcfg)
 	if err != nil {
 		return err // it names the sink (table, brokers) that failed
 	}
 	defer p.Close()
-	rowsBefore, _ := countRows(ctx, pool, cfg.pgTable)
+	var rowsBefore int64
+	if pool != nil {
+		rowsBefore, _ = countRows(ctx, pool, cfg.pgTable)
+	}
 	log.Info("causeway: starting\n" + p.Topology().Describe().String())
 
 	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, p.Stream(), log)
@@ -151,15 +177,27 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	elapsed, err := runUntil(ctx, p.Run, cfg.duration, log, streamCheck(cfg, emb, p, prog))
 	prog.finish()
 
-	sum := newSummary("run", p.Stats(), elapsed)
+	if arch != nil {
+		// The drain is over: nothing more comes. Close the active file (an
+		// empty one is removed) before the summary lists the files.
+		if cerr := arch.close(context.WithoutCancel(ctx)); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("archive: %w", cerr))
+		}
+	}
+	sum := newSummary(cfg.mode, p.Stats(), elapsed)
 	sum.addStream(p.Stream().Stats())
 	if emb.fake != nil {
 		sum.Served = emb.fake.Stats().Tweets
 	}
 	qctx, qcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer qcancel()
-	sum.addPostgres(qctx, pool, cfg.pgTable, rowsBefore)
-	sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
+	if arch != nil {
+		sum.addArchive(arch)
+	}
+	if pool != nil {
+		sum.addPostgres(qctx, pool, cfg.pgTable, rowsBefore)
+		sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
+	}
 	sum.print(stdout)
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
 }

@@ -44,6 +44,16 @@ type summary struct {
 	PostgresNewRows   int64 `json:"postgres_rows_new"`
 	PostgresTableRows int64 `json:"postgres_table_rows"`
 
+	// Archive (causeway archive, or -archive-dir): lines written, fsync'ed
+	// and acknowledged by the "archive" batcher, and the files this run
+	// wrote (created or appended to; a file renamed by logrotate under its
+	// new name).
+	Archived         int64    `json:"archived"`
+	ArchiveFiles     []string `json:"archive_files,omitempty"`
+	ArchiveTornBytes int64    `json:"archive_torn_bytes,omitempty"`
+	ArchiveRotations int64    `json:"archive_rotations,omitempty"`
+	ArchiveReopens   int64    `json:"archive_reopens,omitempty"`
+
 	Batchers        map[string]batcherSummary `json:"batchers"`
 	Reconnects      map[string]int64          `json:"reconnects,omitempty"`
 	Served          int64                     `json:"served,omitempty"` // by the embedded fake X API
@@ -166,7 +176,7 @@ func (s *summary) print(w io.Writer) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\ncauseway %s: %.1fs, received %.0f tweets/s, stored %.0f tweets/s (in every sink)\n",
 		s.Mode, s.DurationSeconds, s.ReceivedPerSecond, s.StoredPerSecond)
-	if s.Mode == "run" {
+	if s.Mode != "load" {
 		fmt.Fprintf(&b, "  stream     received %d lines: %d tweets (%d emitted, %d deduplicated, %d abandoned), %d malformed, %d stream errors; %d keep-alives",
 			s.Received, s.Tweets, s.Emitted, s.Deduplicated, s.Abandoned, s.Malformed, s.StreamErrors, s.KeepAlives)
 		if s.Served > 0 {
@@ -190,10 +200,22 @@ func (s *summary) print(w io.Writer) {
 		bs := s.Batchers[n]
 		fmt.Fprintf(&b, "  batcher %-9s %d ok, %d failed, %d batches\n", n, bs.Acked, bs.Failed, bs.Batches)
 	}
+	if s.ArchiveFiles != nil {
+		fmt.Fprintf(&b, "  archive    %d lines archived in %d files", s.Archived, len(s.ArchiveFiles))
+		if s.ArchiveTornBytes > 0 {
+			fmt.Fprintf(&b, "; %d torn bytes cut at start", s.ArchiveTornBytes)
+		}
+		b.WriteString("\n")
+		for _, f := range s.ArchiveFiles {
+			fmt.Fprintf(&b, "    %s\n", f)
+		}
+	}
 	if s.Mode == "run" {
 		fmt.Fprintf(&b, "  kafka      %d records produced; the topic holds %d\n", s.KafkaRecords, s.KafkaTopicRecords)
 	}
-	fmt.Fprintf(&b, "  postgres   %d rows stored (%d new); the table holds %d\n", s.PostgresRows, s.PostgresNewRows, s.PostgresTableRows)
+	if s.Mode != "archive" {
+		fmt.Fprintf(&b, "  postgres   %d rows stored (%d new); the table holds %d\n", s.PostgresRows, s.PostgresNewRows, s.PostgresTableRows)
+	}
 	if len(s.TopHashtags) > 0 {
 		b.WriteString("  top hashtags in Postgres:\n")
 		for _, h := range s.TopHashtags {
