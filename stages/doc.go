@@ -1,11 +1,10 @@
-// Package stages holds Causeway's building blocks: the Message that flows
-// through a topology, the contracts producers, batch handlers and
-// acknowledgers implement, and the stage runtimes (the producer stage's
-// bounded buffer, processors, batchers, batch processors and the acker)
-// together with their metrics.
-//
-// Most programs do not use the runtimes directly: they declare a topology
-// with package topology, which validates the declaration and runs an Engine.
+// Package stages holds Causeway's contracts: the Message that flows through
+// a topology, what producers, batch handlers and acknowledgers implement,
+// and what a program reads back (Stats, hooks, errors). The stage runtimes
+// (the producer stage's bounded buffer, processors, batchers, batch
+// processors, the acknowledger and the spill) live in an internal package;
+// a program declares a topology with package topology, which validates the
+// declaration and runs them.
 //
 // # Flow control
 //
