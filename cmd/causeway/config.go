@@ -67,6 +67,7 @@ type config struct {
 	pgBatchTimeout    time.Duration
 	pgConcurrency     int
 	shutdownTimeout   time.Duration
+	connectTimeout    time.Duration
 	spillDir          string
 	stateFile         string
 	spillMax          string
@@ -149,6 +150,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
 	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
+	fs.durationVar(&c.connectTimeout, "connect-timeout", "CAUSEWAY_CONNECT_TIMEOUT", 15*time.Second, "at start, longest to wait for Postgres and Kafka to answer before stopping with an error naming the one that did not")
 	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
 	fs.stringVar(&c.stateFile, "state-file", "CAUSEWAY_STATE_FILE", "", "where the stream's resume point is kept (the last tweet every sink holds), so a restart with -backfill-minutes asks for what the last run missed; empty: stream-state.json in -spill-dir")
 	fs.stringVar(&c.spillMax, "spill-max", "CAUSEWAY_SPILL_MAX", "1GiB", "most disk each sink's spill may use, e.g. 512MiB; a full spill holds its sink back")
@@ -220,9 +222,9 @@ func (c *config) validate() error {
 		}
 	}
 	durations := map[string]time.Duration{"-kafka-batch-timeout": c.kafkaBatchTimeout, "-pg-batch-timeout": c.pgBatchTimeout,
-		"-shutdown-timeout": c.shutdownTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,
+		"-shutdown-timeout": c.shutdownTimeout, "-connect-timeout": c.connectTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,
 		"-backoff-http": c.backoffHTTP, "-backoff-rate-limit": c.backoffRateLimit}
-	for _, name := range []string{"-kafka-batch-timeout", "-pg-batch-timeout", "-shutdown-timeout", "-stall-timeout",
+	for _, name := range []string{"-kafka-batch-timeout", "-pg-batch-timeout", "-shutdown-timeout", "-connect-timeout", "-stall-timeout",
 		"-backoff-network", "-backoff-http", "-backoff-rate-limit"} {
 		if d := durations[name]; d <= 0 {
 			bad("%s must be > 0, got %v", name, d)

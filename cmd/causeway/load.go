@@ -29,6 +29,12 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
 	}
 	defer pool.Close()
+	if err := checkPostgres(ctx, pool, cfg.databaseURL, cfg.connectTimeout); err != nil {
+		return err
+	}
+	if err := checkKafka(cfg.kafkaBrokers, cfg.connectTimeout); err != nil {
+		return err
+	}
 	p, err := load.New(ctx, load.Config{
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, DeadLetterTopic: cfg.dlqTopic,
 		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,

@@ -130,6 +130,14 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 			return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
 		}
 		defer pool.Close()
+		if err := checkPostgres(ctx, pool, cfg.databaseURL, cfg.connectTimeout); err != nil {
+			return err
+		}
+		if emb.kafka == nil {
+			if err := checkKafka(cfg.kafkaBrokers, cfg.connectTimeout); err != nil {
+				return err
+			}
+		}
 		tcfg.Kafka = tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
 				Concurrency: cfg.kafkaConcurrency}}

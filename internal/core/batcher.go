@@ -110,9 +110,12 @@ type batcher[T any] struct {
 	latency       *Histogram
 	panicLog      ratelog.Limiter
 	outageLog     ratelog.Limiter
-	blocked       atomic.Bool // OutageBlock: a batch is being retried
-	spill         *spiller[T] // OutageSpill
-	spillFull     atomic.Bool // the spill refused a batch: held back until room
+	blocked       atomic.Bool  // OutageBlock: a batch is being retried
+	spill         *spiller[T]  // OutageSpill
+	spillFull     atomic.Bool  // the spill refused a batch: held back until room
+	inCall        atomic.Int32 // batch processors inside the handler now
+	progress      atomic.Int64 // unix nanos of the last handler return (or first call)
+	overflowed    atomic.Int64 // batches sent to the spill while the sink stalled
 }
 
 // openSpill opens the batcher's spill, for OutageSpill.
@@ -186,6 +189,9 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 		// The replay drains once the batch processors are done: nothing is
 		// appended to the spill after that.
 		wg.Go(func() { b.spill.run(ctx) })
+		if b.cfg.PartitionBy == nil {
+			bps.Go(func() { b.runOverflow(ctx) })
+		}
 		wg.Go(func() { bps.Wait(); b.spill.drain() })
 	}
 }
@@ -462,16 +468,104 @@ func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, q int
 			return
 		}
 		bp.process(ob)
-		n := len(ob.msgs)
-		for _, h := range ob.holds {
-			b.e.release(h.c, h.n)
-		}
-		clear(ob.holds)
-		clear(ob.msgs)
-		ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
-		b.pool.Put(ob)
-		b.pending.Add(-int64(n))
+		b.recycle(ob)
 	}
+}
+
+// recycle releases a handled batch's holds on its chunks and returns it to
+// the pool.
+func (b *batcher[T]) recycle(ob *openBatch[T]) {
+	n := len(ob.msgs)
+	for _, h := range ob.holds {
+		b.e.release(h.c, h.n)
+	}
+	clear(ob.holds)
+	clear(ob.msgs)
+	ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
+	b.pool.Put(ob)
+	b.pending.Add(-int64(n))
+}
+
+// stalled reports whether every batch processor has been inside the
+// handler, with no call returning, for longer than the spill's
+// StallTimeout.
+func (b *batcher[T]) stalled(now time.Time) bool {
+	return int(b.inCall.Load()) >= b.cfg.Concurrency &&
+		now.Sub(time.Unix(0, b.progress.Load())) > b.cfg.Spill.stallTimeout()
+}
+
+// runOverflow watches a spilling batcher's sink: while it is stalled, it
+// takes the queued batches and holds them in the spill, so that a sink
+// whose client waits out an outage costs no other batcher its data. The
+// batch processors then put their next batches in the spill too (behind
+// these), and the replay hands everything to the sink once it answers.
+func (b *batcher[T]) runOverflow(ctx context.Context) {
+	bp := &batchProcessor[T]{b: b, ctx: ctx, state: new(atomicState)}
+	bp.settler.init(b.e)
+	every := min(max(b.cfg.Spill.stallTimeout()/4, 10*time.Millisecond), 250*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		for b.stalled(time.Now()) {
+			ob, done := b.takeQueued()
+			if ob == nil {
+				if done {
+					return
+				}
+				break
+			}
+			b.overflowed.Add(1)
+			if ok, n := b.outageLog.Allow(1); ok {
+				b.e.cfg.Logger.Warn("stages: sink stalled; batches queued behind it go to the spill",
+					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "batches", n,
+					"no_answer_for", time.Since(time.Unix(0, b.progress.Load())).Round(time.Millisecond))
+			}
+			bp.spillBatch(ob)
+			b.recycle(ob)
+		}
+		b.qmu.Lock()
+		done := b.drained && b.queued == 0
+		b.qmu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// takeQueued takes the oldest queued batch, or returns nil and whether the
+// batcher is drained.
+func (b *batcher[T]) takeQueued() (*openBatch[T], bool) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	if len(b.queues[0]) == 0 {
+		return nil, b.drained
+	}
+	ob := b.queues[0][0]
+	b.queues[0][0] = nil
+	b.queues[0] = b.queues[0][1:]
+	b.queued--
+	b.taken.Broadcast()
+	return ob, false
+}
+
+// spillBatch holds a whole batch in the spill and settles it.
+func (bp *batchProcessor[T]) spillBatch(ob *openBatch[T]) {
+	b := bp.b
+	msgs := ob.msgs
+	bp.set = bp.set[:0]
+	for i := range msgs {
+		bp.set = append(bp.set, int32(i))
+	}
+	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
+	bp.holdOrWait(msgs, bp.set, info)
+	bp.state.set(workerAcking)
+	bp.settler.settle(bp.ctx, msgs, b)
+	bp.state.set(workerIdle)
 }
 
 func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
@@ -485,10 +579,7 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
 	if b.spill != nil && b.spill.pending() {
 		// Earlier batches wait in the spill: this one joins them, in order.
-		bp.holdOrWait(msgs, bp.set, info)
-		bp.state.set(workerAcking)
-		bp.settler.settle(bp.ctx, msgs, b)
-		bp.state.set(workerIdle)
+		bp.spillBatch(ob)
 		return
 	}
 	retry, block := b.cfg.Retry, b.cfg.Outage == OutageBlock
@@ -645,9 +736,15 @@ func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 	}
 	start := time.Now()
 	bp.state.set(workerHandling)
+	if b.inCall.Add(1) == 1 {
+		b.progress.Store(start.UnixNano())
+	}
 	err := bp.call(&bp.batch)
+	b.inCall.Add(-1)
 	bp.state.set(workerIdle)
-	d := time.Since(start)
+	end := time.Now()
+	b.progress.Store(end.UnixNano())
+	d := end.Sub(start)
 	b.latency.ObserveDuration(d)
 	b.batches.Add(1)
 	if err != nil {

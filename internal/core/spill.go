@@ -26,6 +26,23 @@ type SpillConfig[T any] struct {
 	Encode func(*Message[T]) ([]byte, error)
 	// Decode reads Data back for the replay.
 	Decode func([]byte) (T, error)
+	// StallTimeout is how long every batch processor may be inside the
+	// batch handler without one call returning before the sink counts as
+	// stalled (a client that waits out an outage instead of failing, as a
+	// Kafka producer waits for its delivery timeout). While it is stalled,
+	// the batches queued behind the stuck calls go to the spill at once
+	// instead of holding the topology back. Default 2s; it applies to
+	// batchers without PartitionBy (with it, a partition's batches must
+	// keep their order behind the call in flight).
+	StallTimeout time.Duration
+}
+
+// stallTimeout is cfg.StallTimeout or its default.
+func (cfg *SpillConfig[T]) stallTimeout() time.Duration {
+	if cfg.StallTimeout > 0 {
+		return cfg.StallTimeout
+	}
+	return 2 * time.Second
 }
 
 // spiller is a batcher's spill: the log, the replay goroutine's state and
