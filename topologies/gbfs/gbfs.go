@@ -267,7 +267,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	}
 	pg, err := postgres.New(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("gbfs: postgres: %w", err)
+		return nil, fmt.Errorf("gbfs: %w", err)
 	}
 	p.pg = pg
 	p.state = newTracker(pg.Pool())
