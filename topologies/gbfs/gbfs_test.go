@@ -27,14 +27,18 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // harness is a fake GBFS system on a manual clock, an in-process Kafka and
 // a Postgres schema of the test's own.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *gbfstest.Server
 	clock *gbfstest.ManualClock
 	kafka *kafkatest.Cluster
 	pool  *pgxpool.Pool
+
+	// From the first station_status poll of the last run to the moment
+	// everything it emitted was acknowledged.
+	firstPoll, settledAt time.Time
 }
 
-func newHarness(t *testing.T, version string, stations int) *harness {
+func newHarness(t testing.TB, version string, stations int) *harness {
 	t.Helper()
 	clock := gbfstest.NewManualClock(time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC))
 	srv, err := gbfstest.NewServer(gbfstest.Config{Version: version, Stations: stations, TTL: -1, Clock: clock.Now})
@@ -90,6 +94,9 @@ func (h *harness) run(r runSpec) *gbfs.Pipeline {
 					return
 				}
 				n := int(polls.Add(1))
+				if n == 1 {
+					h.firstPoll = time.Now()
+				}
 				if r.onPoll != nil {
 					r.onPoll(n, e)
 				}
@@ -144,6 +151,7 @@ func (h *harness) run(r runSpec) *gbfs.Pipeline {
 				select {
 				case <-settled:
 				default:
+					h.settledAt = time.Now()
 					close(settled)
 				}
 			}
