@@ -315,12 +315,13 @@ type gbfsSummary struct {
 	InformationPolls int64 `json:"information_polls"`
 	// Rows: station rows emitted, new to the pipeline, re-sent (dropped),
 	// older than the station's last (dropped), invalid, failed in a sink.
-	RowsEmitted int64 `json:"rows_emitted"`
-	RowsNew     int64 `json:"rows_new"`
-	Resent      int64 `json:"resent"`
-	Older       int64 `json:"older"`
-	Invalid     int64 `json:"invalid"`
-	Failed      int64 `json:"failed"`
+	RowsEmitted     int64 `json:"rows_emitted"`
+	InformationRows int64 `json:"information_rows"`
+	RowsNew         int64 `json:"rows_new"`
+	Resent          int64 `json:"resent"`
+	Older           int64 `json:"older"`
+	Invalid         int64 `json:"invalid"`
+	Failed          int64 `json:"failed"`
 	// The sinks: rows Postgres and Kafka took, the change log's new rows,
 	// the stations station_information describes.
 	StationRowsNew  int64 `json:"station_rows_new"`
@@ -352,7 +353,7 @@ func newGBFSSummary(p *gbfs.Pipeline, elapsed time.Duration) *gbfsSummary {
 		Mode: "gbfs", Polls: st.Polls, NotModified: st.NotModified, Documents: st.Documents, Unchanged: st.Unchanged,
 		Stale: st.Stale, Skipped: st.Skipped, ServerErrors: st.ServerErrors, Throttled: st.Throttled,
 		NetworkErrors: st.NetworkErrors, Malformed: st.Malformed, InformationPolls: info.Polls,
-		RowsEmitted: s.Producer.Emitted, RowsNew: c.Rows, Resent: c.Resent, Older: c.Older, Invalid: c.Invalid, Failed: s.Failed,
+		RowsEmitted: s.Producer.Emitted, InformationRows: c.Information, RowsNew: c.Rows, Resent: c.Resent, Older: c.Older, Invalid: c.Invalid, Failed: s.Failed,
 		Restored: c.Restored, Acked: s.Acked, Dropped: s.Dropped, Unfinished: s.InFlight,
 		TopStations: p.TopChanged(5), DurationSeconds: elapsed.Seconds(),
 	}
@@ -373,8 +374,8 @@ func (s *gbfsSummary) print(w io.Writer) {
 		s.DurationSeconds, s.StationRowsNew, s.StationRowsPerSecond, s.ChangesRecorded)
 	fmt.Fprintf(&b, "  polls      %d of station_status: %d documents, %d not modified, %d unchanged, %d stale, %d skipped; errors: %d 5xx, %d 429, %d network, %d malformed; %d of station_information\n",
 		s.Polls, s.Documents, s.NotModified, s.Unchanged, s.Stale, s.Skipped, s.ServerErrors, s.Throttled, s.NetworkErrors, s.Malformed, s.InformationPolls)
-	fmt.Fprintf(&b, "  rows       %d emitted: %d new, %d re-sent and %d older dropped, %d invalid, %d failed; %d stations restored at start\n",
-		s.RowsEmitted, s.RowsNew, s.Resent, s.Older, s.Invalid, s.Failed, s.Restored)
+	fmt.Fprintf(&b, "  rows       %d emitted (%d of station_information): %d status rows new, %d re-sent and %d older dropped, %d invalid, %d failed; %d stations restored at start\n",
+		s.RowsEmitted, s.InformationRows, s.RowsNew, s.Resent, s.Older, s.Invalid, s.Failed, s.Restored)
 	fmt.Fprintf(&b, "  sinks      postgres: %d station rows new, %d changes, %d stations described; kafka: %d records\n",
 		s.StationRowsNew, s.ChangesRecorded, s.Stations, s.KafkaRecords)
 	if len(s.TopStations) > 0 {
