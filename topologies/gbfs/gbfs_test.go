@@ -315,8 +315,9 @@ func TestEveryReportOnce(t *testing.T) {
 	}
 }
 
-// 5xx and 429 bursts and malformed and truncated documents are counted and
-// the next polls recover: what lands is exactly what was served.
+// 5xx and 429 bursts, malformed and truncated documents and a document
+// whose last_updated went backwards are counted and the next polls recover:
+// what lands is exactly what was served.
 func TestFaults(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, spec.V23, 120)
@@ -328,15 +329,17 @@ func TestFaults(t *testing.T) {
 			h.srv.InjectFaults(gbfstest.Faults{Throttled: 2, RetryAfter: time.Second})
 		case 10:
 			h.srv.InjectFaults(gbfstest.Faults{Malformed: 1, Truncated: 1})
+		case 13:
+			h.srv.InjectFaults(gbfstest.Faults{Backwards: 1})
 		}
 	}})
 	fs := h.srv.Stats()
 	ps := p.Producer().Stats().Feeds[0]
-	if fs.ServerErrors != 3 || fs.Throttled != 2 || fs.Malformed != 1 || fs.Truncated != 1 {
+	if fs.ServerErrors != 3 || fs.Throttled != 2 || fs.Malformed != 1 || fs.Truncated != 1 || fs.Backwards != 1 {
 		t.Fatalf("the fake injected %+v", fs)
 	}
-	if ps.ServerErrors != 3 || ps.Throttled != 2 || ps.Malformed != 2 {
-		t.Errorf("producer counted %+v, want 3 server errors, 2 throttled, 2 malformed", ps.Counters)
+	if ps.ServerErrors != 3 || ps.Throttled != 2 || ps.Malformed != 2 || ps.Stale != 1 {
+		t.Errorf("producer counted %+v, want 3 server errors, 2 throttled, 2 malformed, 1 stale", ps.Counters)
 	}
 	h.checkExactly(served(h.srv))
 	h.checkChangeLog()
