@@ -18,6 +18,7 @@ import (
 	"github.com/causeway-go/causeway/producers/poll"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
+	"github.com/causeway-go/causeway/stages/postgres"
 	"github.com/causeway-go/causeway/stages/postgres/pgtest"
 	"github.com/causeway-go/causeway/topologies/gbfs"
 )
@@ -40,6 +41,12 @@ type harness struct {
 
 func newHarness(t testing.TB, version string, stations int) *harness {
 	t.Helper()
+	pool, _ := pgtest.Schema(t)
+	return newHarnessOn(t, version, stations, pool)
+}
+
+func newHarnessOn(t testing.TB, version string, stations int, pool *pgxpool.Pool) *harness {
+	t.Helper()
 	clock := gbfstest.NewManualClock(time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC))
 	srv, err := gbfstest.NewServer(gbfstest.Config{Version: version, Stations: stations, TTL: -1, Clock: clock.Now})
 	if err != nil {
@@ -49,7 +56,6 @@ func newHarness(t testing.TB, version string, stations int) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Close)
-	pool, _ := pgtest.Schema(t)
 	return &harness{t: t, srv: srv, clock: clock, pool: pool,
 		kafka: kafkatest.Start(t, kfake.SeedTopics(4, gbfs.DefaultTopic))}
 }
@@ -415,4 +421,33 @@ func TestKillAndRestart(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM (SELECT station_id, at FROM station_changes GROUP BY 1, 2 HAVING count(*) > 1) x`); n != 0 {
 		t.Errorf("%d duplicate changes", n)
 	}
+}
+
+// Postgres restarting mid-run: the batches it misses are retried until it
+// is back, and in the end it holds exactly what was served, with the
+// change log equal to the LAG view.
+func TestPostgresRestart(t *testing.T) {
+	t.Parallel()
+	cluster := pgtest.StartCluster(t)
+	pool, _ := pgtest.SchemaOn(t, cluster.URL)
+	h := newHarnessOn(t, spec.V23, 120, pool)
+	p := h.run(runSpec{polls: 10, config: func(c *gbfs.Config) {
+		c.Postgres.Retry = postgres.Retry{Attempts: 100, Backoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	}, onPoll: func(n int, _ poll.Event) {
+		switch n {
+		case 4:
+			if err := cluster.Stop(); err != nil {
+				t.Error(err)
+			}
+		case 6:
+			if err := cluster.Start(); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	if c := p.Counters(); c.Failed != 0 {
+		t.Errorf("counters %+v: rows failed", c)
+	}
+	h.checkExactly(served(h.srv))
+	h.checkChangeLog()
 }
