@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -301,4 +304,64 @@ func TestSIGKILLRestartBackfills(t *testing.T) {
 		t.Fatalf("the restarted causeway did not drain cleanly: %v", err)
 	}
 	assertHolds(ctx, t, s, c, true)
+}
+
+// A tweet the stream accepts (under its 1 MiB line limit) but the broker
+// refuses (its record is over the broker's 1 MB limit) is failed with the
+// broker's reason and kept in the dead-letter topic, cut to fit and marked
+// so; so are the tweets Postgres refuses. The others flow on.
+func TestOversizeTweetGoesToTheDeadLetterTopic(t *testing.T) {
+	c := testCorpus(t)
+	const bigID = "1900000000000000001"
+	// Random letters: the producer compresses, so the text must not.
+	rng := rand.New(rand.NewPCG(1, 2))
+	text := make([]byte, 1<<20-110) // the line: just under the stream's 1 MiB limit
+	for i := range text {
+		text[i] = 'a' + byte(rng.IntN(26))
+	}
+	big := []byte(`{"data":{"id":"` + bigID + `","author_id":"12","created_at":"2025-03-01T12:00:00.000Z","text":"` +
+		string(text) + `"}}`)
+	lines := append(slices.Clone(c.lines[:200]), big)
+	refusedByPG := 0
+	for _, id := range c.ids[:200] {
+		if c.nulText[id] {
+			refusedByPG++
+		}
+	}
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
+	s := newSinks(t, k.Brokers)
+	fake, err := twittertest.NewServer(twittertest.Config{Addr: "127.0.0.1:0", Token: "e2e-token", Lines: lines, H2C: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fake.Close()
+	r := runBinary(t, append(s.args(), "-stream-url", fake.URL(), "-bearer-token", "e2e-token", "-max-tweets", "201",
+		"-pg-batch-timeout", "100ms"), nil)
+	if r.sum.Acked != 200-int64(refusedByPG) || r.sum.Failed != int64(refusedByPG)+1 || r.sum.DeadLettered != r.sum.Failed {
+		t.Fatalf("acked %d, failed %d, dead-lettered %d; want %d, %d, all the failed", r.sum.Acked, r.sum.Failed, r.sum.DeadLettered,
+			200-refusedByPG, refusedByPG+1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	recs, err := kafkatest.ReadAllFrom(ctx, k.Brokers, "tweets.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, rec := range recs {
+		if string(rec.Key) != bigID {
+			continue
+		}
+		found = true
+		h := map[string]string{}
+		for _, kv := range rec.Headers {
+			h[kv.Key] = string(kv.Value)
+		}
+		if !strings.Contains(strings.ToLower(h["causeway.error"]), "too large") || h["causeway.truncated"] != fmt.Sprint(len(big)) {
+			t.Errorf("the over-size tweet's dead letter has headers %v; want the broker's reason and the cut", h)
+		}
+	}
+	if !found || len(recs) != refusedByPG+1 {
+		t.Fatalf("the dead-letter topic holds %d records (the over-size tweet: %v); want %d", len(recs), found, refusedByPG+1)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	pkafka "github.com/causeway-go/causeway/producers/kafka"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages"
@@ -122,6 +123,7 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 		Logger:          log,
 	}
 	var pool *pgxpool.Pool
+	var dlq *pkafka.DeadLetter[twitter.Tweet]
 	if archiveOnly {
 		tcfg.StateFile = cfg.stateFile // no spill in this mode: no default under -spill-dir
 	} else {
@@ -146,6 +148,17 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 				Concurrency: cfg.pgConcurrency}}
 		tcfg.Spill = tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes}
 		tcfg.StateFile = cfg.streamStateFile()
+		if dlq, err = newStreamDeadLetter(cfg, log); err != nil {
+			return err
+		}
+		if dlq != nil {
+			defer dlq.Close() // after the topology's drain: p.Close runs first
+			logFailed := tcfg.HandleFailed
+			tcfg.HandleFailed = func(ctx context.Context, failed []*stages.Message[twitter.Tweet]) {
+				logFailed(ctx, failed)
+				dlq.HandleFailed(ctx, failed)
+			}
+		}
 	}
 	var arch *tweetArchive
 	if cfg.archiveDir != "" {
@@ -205,6 +218,10 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if pool != nil {
 		sum.addPostgres(qctx, pool, cfg.pgTable, rowsBefore)
 		sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
+	}
+	if dlq != nil {
+		ds := dlq.Stats()
+		sum.DeadLettered, sum.DeadLetterFailed = ds.Stored, ds.Failed
 	}
 	sum.print(stdout)
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
@@ -300,6 +317,30 @@ func (f *failureLog) handle(_ context.Context, failed []*stages.Message[twitter.
 	m := failed[0]
 	f.log.Warn("causeway: tweets failed", "count", len(failed), "first_id", m.Data.ID, "first_error", m.Err(),
 		"others_since_last_report", f.skipped.Swap(0))
+}
+
+// newStreamDeadLetter returns the dead-letter producer of the tweet
+// topology: tweets failed for good (a row Postgres refuses, a record the
+// broker refuses as too large) go to -dlq-topic with the error in headers,
+// their raw JSON as the value (cut to 900 KiB, marked, if longer). nil when
+// -dlq-topic is "-".
+func newStreamDeadLetter(cfg *config, log *slog.Logger) (*pkafka.DeadLetter[twitter.Tweet], error) {
+	topic := cfg.dlqTopic
+	switch topic {
+	case "-":
+		return nil, nil
+	case "":
+		topic = cfg.kafkaTopic + ".dlq"
+	}
+	dlq, err := pkafka.NewDeadLetter(pkafka.DeadLetterConfig[twitter.Tweet]{
+		Brokers: cfg.kafkaBrokers, Topic: topic, Value: tweets.Value,
+		Key: tweets.Key, Permanent: stages.IsPermanent,
+		DeliveryTimeout: 10 * time.Second, Logger: log.With("component", "dead-letter"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-dlq-topic %s: %w", topic, err)
+	}
+	return dlq, nil
 }
 
 // streamStateFile is -state-file, or stream-state.json in -spill-dir.

@@ -43,6 +43,11 @@ type summary struct {
 	PostgresRows      int64 `json:"postgres_rows"`
 	PostgresNewRows   int64 `json:"postgres_rows_new"`
 	PostgresTableRows int64 `json:"postgres_table_rows"`
+	// DeadLettered counts failed tweets stored in the dead-letter topic
+	// (-dlq-topic) with their error; DeadLetterFailed those it could not
+	// store (they are only counted as failed).
+	DeadLettered     int64 `json:"dead_lettered"`
+	DeadLetterFailed int64 `json:"dead_letter_failed,omitempty"`
 
 	// Archive (causeway archive, or -archive-dir): lines written, fsync'ed
 	// and acknowledged by the "archive" batcher, and the files this run
@@ -191,6 +196,9 @@ func (s *summary) print(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "  topology   emitted %d = acked %d + failed %d + dropped %d + unfinished %d\n",
 		s.Emitted, s.Acked, s.Failed, s.Dropped, s.Unfinished)
+	if s.DeadLettered+s.DeadLetterFailed > 0 {
+		fmt.Fprintf(&b, "  dead letters %d failed tweets stored in the dead-letter topic, %d could not be\n", s.DeadLettered, s.DeadLetterFailed)
+	}
 	names := make([]string, 0, len(s.Batchers))
 	for n := range s.Batchers {
 		names = append(names, n)
