@@ -112,8 +112,8 @@ var secrets = []struct {
 	re   *regexp.Regexp
 	repl string
 }{
-	{regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`), "${1}xxx@"},                                                  // URL passwords
-	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=%-]+`), "$1 xxx"},                                  // auth headers
+	{regexp.MustCompile(`(://[^:/@\s]*:)[^@\s]*@`), "${1}xxx@"},                                                                                     // URL passwords
+	{regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=%-]+`), "$1 xxx"},                                                                   // auth headers
 	{regexp.MustCompile(`(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|sasl\.password)(\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s&,;]+)`), "$1${2}xxx"}, // key=value
 }
 

@@ -321,12 +321,30 @@
     s.className = "status " + cls;
   }
 
-  fetch(base + "api/topologies", { cache: "no-store" }).then(function (r) { return r.json(); }).then(function (set) {
-    absorb(set, true);
-  }).catch(function (e) { setStatus("no data: " + e, "down"); }).then(function () {
+  function load() {
+    return fetch(base + "api/topologies", { cache: "no-store" }).then(function (r) {
+      if (!r.ok) throw new Error(r.status + " " + r.statusText);
+      return r.json();
+    });
+  }
+  // One event stream per page. Headless Chromium's virtual time
+  // (--virtual-time-budget, used to dump or screenshot the page) stands
+  // still while a stream is open, so a headless browser reads the JSON
+  // once per interval instead, unless the address asks for ?live=sse.
+  function stream() {
     var es = new EventSource(base + "events");
     es.addEventListener("sample", function (ev) { absorb(JSON.parse(ev.data), false); setStatus("live", "live"); });
     es.onerror = function () { setStatus("reconnecting", "down"); };
     window.addEventListener("pagehide", function () { es.close(); });
-  });
+  }
+  function poll() {
+    setTimeout(function () {
+      load().then(function (set) { absorb(set, false); setStatus("live (polling)", "live"); })
+        .catch(function (e) { setStatus("no data: " + e.message, "down"); }).then(poll);
+    }, state.interval || 1000);
+  }
+  var headless = /HeadlessChrome/.test(navigator.userAgent) && !/[?&]live=sse\b/.test(location.search);
+  load().then(function (set) { absorb(set, true); })
+    .catch(function (e) { setStatus("no data: " + e.message, "down"); })
+    .then(headless ? poll : stream);
 })();
