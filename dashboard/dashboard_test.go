@@ -341,10 +341,10 @@ func TestErrorsRepeatAndCap(t *testing.T) {
 	for i := range 5 {
 		e.Record("kafka", 2, fmt.Errorf("error %d", i))
 	}
-	e.Record("kafka", 2, errors.New("error 4"))
+	e.Record("kafka", 2, errors.New("error 3"))
 	e.Record("kafka", 1, nil)
 	got := e.LatestErrors()
-	if len(got) != 3 || got[0].Message != "error 4" || got[0].Count != 4 || got[2].Message != "error 2" {
+	if len(got) != 3 || got[0].Message != "error 3" || got[0].Count != 4 || got[1].Message != "error 4" || got[2].Message != "error 2" {
 		t.Errorf("%+v", got)
 	}
 }

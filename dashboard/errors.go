@@ -20,7 +20,8 @@ type ErrorEntry struct {
 
 // Errors keeps a topology's latest errors for the page: batch handler
 // errors (through Hooks) and failed messages (through HandleFailed).
-// Repeats of the latest error add to its count. It is safe for concurrent
+// A repeat of a kept error (same stage and message) adds to its count and
+// makes it the latest. It is safe for concurrent
 // use; its zero value keeps 20.
 type Errors struct {
 	// Max is how many distinct latest errors are kept. Default 20.
@@ -40,10 +41,13 @@ func (e *Errors) Record(stage string, count int, err error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	now := time.Now()
-	if n := len(e.list); n > 0 && e.list[n-1].Stage == stage && e.list[n-1].Message == msg {
-		e.list[n-1].Count += int64(count)
-		e.list[n-1].Time = now
-		return
+	for i, x := range e.list { // a repeat moves to the end with its count
+		if x.Stage == stage && x.Message == msg {
+			x.Count += int64(count)
+			x.Time = now
+			e.list = append(append(e.list[:i], e.list[i+1:]...), x)
+			return
+		}
 	}
 	max := e.Max
 	if max <= 0 {

@@ -129,7 +129,7 @@
       node(svg, colX[2], y, W, H, [
         { text: "batcher " + b.Name, cls: "title" },
         { text: "size " + int(desc.BatchSize) + " " + (desc.SizedBy || "") + " or " + nanos(desc.BatchTimeout), cls: "sub" },
-        { text: "in " + rate(bp.in) + " · received " + int(b.Received), k: "batcher-received-" + b.Name },
+        { text: "received " + int(b.Received) + " · in " + rate(bp.in), k: "batcher-received-" + b.Name },
         { text: "pending " + int(b.Pending) },
         { text: "batch size ~" + int(bp.batch_size) + " · batches " + int(b.Batches) },
         { text: concurrency(b) },
@@ -158,12 +158,13 @@
     var mx = 0;
     series.forEach(function (s) { hist.forEach(function (pt) { var v = s.get(pt); if (v > mx) mx = v; }); });
     var last = series.map(function (s) { return hist.length ? s.get(hist[hist.length - 1]) : 0; });
-    box.innerHTML = '<div class="t">' + esc(title) + " · max " + esc(fmt(mx)) + "</div>";
+    var span = hist.length > 1 ? Math.round((hist[hist.length - 1].t - hist[0].t) / 1000) : 0;
+    box.innerHTML = '<div class="t">' + esc(title) + " · last " + span + "s · max " + esc(fmt(mx)) + "</div>";
     var svg = el("svg", { viewBox: "0 0 " + w + " " + h, preserveAspectRatio: "none" });
     svg.appendChild(el("line", { x1: 0, y1: h - 1, x2: w, y2: h - 1, stroke: "#d0d4dc" }));
     series.forEach(function (s, i) {
       var pts = hist.map(function (pt, j) {
-        var x = hist.length > 1 ? (j / (maxPoints - 1)) * w + (maxPoints - hist.length) / (maxPoints - 1) * w : w;
+        var x = hist.length > 1 ? (j / (hist.length - 1)) * w : w;
         var y = h - 2 - (mx > 0 ? (s.get(pt) / mx) * (h - 6) : 0);
         return x.toFixed(1) + "," + y.toFixed(1);
       }).join(" ");
@@ -243,14 +244,21 @@
           '</td><td class="msg">' + esc(e.message) + "</td></tr>";
       }).join("") + "</table>";
   }
+  // avg is the mean of the last n points' acked and failed rates: acks
+  // come in batches, so one interval alone jumps between 0 and twice the rate.
+  function avg(hist, n) {
+    var pts = hist.slice(-n), a = 0, f = 0;
+    pts.forEach(function (p) { a += p.acked; f += p.failed; });
+    return pts.length ? { acked: a / pts.length, failed: f / pts.length } : {};
+  }
   function totals(t) {
-    var st = t.stats, c = t.conservation, p = t.point || {};
+    var c = t.conservation, p = avg(state.history[t.name] || [], 5);
     function cell(k, label, v, bad) {
       return '<div><div class="v' + (bad ? " bad-text" : "") + '" data-k="' + k + '">' + int(v) + '</div><div class="l">' + label + "</div></div>";
     }
     return '<div class="totals">' +
-      cell("emitted", "emitted", c.emitted) + cell("acked", "acked (" + rate(p.acked) + ")", c.acked) +
-      cell("failed", "failed (" + rate(p.failed) + ")", c.failed, c.failed > 0) + cell("dropped", "dropped", c.dropped, c.dropped > 0) +
+      cell("emitted", "emitted", c.emitted) + cell("acked", "acked (" + rate(p.acked) + " over 5s)", c.acked) +
+      cell("failed", "failed (" + rate(p.failed) + " over 5s)", c.failed, c.failed > 0) + cell("dropped", "dropped", c.dropped, c.dropped > 0) +
       cell("inflight", "in flight", c.in_flight) + "</div>" +
       '<div class="conservation" data-k="conservation">emitted ' + int(c.emitted) + " = acked " + int(c.acked) + " + failed " + int(c.failed) +
       " + dropped " + int(c.dropped) + " + in flight " + int(c.in_flight) + " · " +
