@@ -277,7 +277,7 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// broadcast offers msg to every client without waiting: a client whose
+// broadcastLocked offers msg to every client without waiting: a client whose
 // previous event is still unsent has it replaced by msg.
 func (d *Dashboard) broadcastLocked(msg []byte) {
 	for ch := range d.clients {
