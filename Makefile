@@ -27,8 +27,14 @@ build:
 ## test: every test with -race; starts (and stops) a throwaway Postgres
 test:
 	scripts/install-deploy-tools
+	scripts/install-chromium
 	scripts/with-pg $(PGDIR)-test -- $(EACH) $(GO) test -race -count=1 -timeout 15m ./...
 	scripts/consumer-check
+
+## screenshot: refresh docs/dashboard.png (the README's picture of the dashboard page)
+.PHONY: screenshot
+screenshot:
+	scripts/screenshot docs/dashboard.png
 
 ## test-short: the core packages only, no servers needed
 test-short:

@@ -76,7 +76,8 @@ type config struct {
 	// run control and output
 	maxTweets   int
 	duration    time.Duration
-	metricsAddr string
+	metricsAddr string // -http-addr, or its alias -metrics-addr
+	httpAddr    string
 	summaryJSON string
 	logLevel    string
 	progress    time.Duration
@@ -163,7 +164,8 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.onRotate, "on-rotate", "CAUSEWAY_ON_ROTATE", "", "archive: shell command run on each file the archive finished itself, its path appended (and in $CAUSEWAY_ARCHIVE_FILE): upload, checksum")
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
-	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
+	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "the same as -http-addr (its older name)")
+	fs.stringVar(&c.httpAddr, "http-addr", "HTTP_ADDR", "", "serve the dashboard page (/), /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9464; empty off")
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
@@ -178,6 +180,12 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before it? see -h)", fs.Arg(0))
+	}
+	if c.httpAddr != "" && c.metricsAddr != "" && c.httpAddr != c.metricsAddr {
+		return nil, fmt.Errorf("-http-addr %q and -metrics-addr %q differ: -metrics-addr is its older name, give one", c.httpAddr, c.metricsAddr)
+	}
+	if c.httpAddr != "" {
+		c.metricsAddr = c.httpAddr
 	}
 	return c, c.validate()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/causeway-go/causeway/dashboard"
 	spec "github.com/causeway-go/causeway/gbfs"
 	"github.com/causeway-go/causeway/gbfs/gbfstest"
 	"github.com/causeway-go/causeway/producers/poll"
@@ -86,7 +87,9 @@ func parseGBFSConfig(args []string, lookup func(string) (string, bool), stderr i
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
 	fs.durationVar(&c.progress, "progress", "", 5*time.Second, "how often progress is logged; 0 off")
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
-	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus), /healthz and /readyz on this address; empty off")
+	var httpAddr string
+	fs.stringVar(&httpAddr, "http-addr", "HTTP_ADDR", "", "serve the dashboard page (/), /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9464; empty off")
+	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "the same as -http-addr (its older name)")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -95,6 +98,12 @@ func parseGBFSConfig(args []string, lookup func(string) (string, bool), stderr i
 			fs.PrintDefaults()
 		}
 		return nil, err
+	}
+	if httpAddr != "" && c.metricsAddr != "" && httpAddr != c.metricsAddr {
+		return nil, fmt.Errorf("-http-addr %q and -metrics-addr %q differ: -metrics-addr is its older name, give one", httpAddr, c.metricsAddr)
+	}
+	if httpAddr != "" {
+		c.metricsAddr = httpAddr
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see causeway gbfs -h)", fs.Arg(0))
@@ -247,7 +256,7 @@ func runGBFS(ctx context.Context, cfg *gbfsConfig, log *slog.Logger, stdout io.W
 	log.Info("causeway gbfs: starting", "station_status", p.Feeds().StationStatus,
 		"station_information", p.Feeds().StationInformation, "stations_restored", p.Counters().Restored)
 	log.Debug("causeway gbfs: topology\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, nil, log)
+	srv, err := serveMetrics(cfg.metricsAddr, p.Topology(), nil, log, gbfsPanels(p)...)
 	if err != nil {
 		return err
 	}
@@ -400,4 +409,13 @@ func (s *gbfsSummary) writeJSON(path string) error {
 		return fmt.Errorf("-summary-json: %w", err)
 	}
 	return nil
+}
+
+// gbfsPanels are the dashboard's bike-share panels: the stations that
+// changed most and the pipeline's counters.
+func gbfsPanels(p *gbfs.Pipeline) []dashboard.Panel {
+	return []dashboard.Panel{
+		{Name: "gbfs-stations", Title: "Stations that changed most", Data: func() any { return p.TopChanged(10) }},
+		{Name: "gbfs-counters", Title: "Polls and rows", Data: func() any { return p.Counters() }},
+	}
 }

@@ -11,7 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/causeway-go/causeway/dashboard"
 	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topologies/load"
 	"github.com/causeway-go/causeway/topologies/tweets"
 	"github.com/causeway-go/causeway/topology"
@@ -35,6 +37,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	if err := checkKafka(cfg.kafkaBrokers, cfg.connectTimeout); err != nil {
 		return err
 	}
+	errs := &dashboard.Errors{} // the latest errors, for the dashboard
 	p, err := load.New(ctx, load.Config{
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, DeadLetterTopic: cfg.dlqTopic,
 		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
@@ -42,7 +45,8 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 				Concurrency: cfg.pgConcurrency}},
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
-		HandleFailed:    newFailureLog(log).handle,
+		HandleFailed:    dashboard.HandleFailed(errs, newFailureLog(log).handle),
+		Hooks:           errs.Hooks(stages.Hooks{}),
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
 	})
@@ -52,7 +56,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	defer p.Close()
 	rowsBefore, _ := countRows(ctx, pool, cfg.pgTable)
 	log.Info("causeway: loading\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, nil, log)
+	srv, err := serveMetrics(cfg.metricsAddr, dashboard.WithErrors(p.Topology(), errs), nil, log)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/causeway-go/causeway/dashboard"
 	pkafka "github.com/causeway-go/causeway/producers/kafka"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
@@ -113,12 +114,14 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if err := xcfg.Validate(); err != nil {
 		return err
 	}
+	errs := &dashboard.Errors{} // the latest errors, for the dashboard
 	tcfg := tweets.Config{
 		Stream:          xcfg,
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
 		Keep:            stages.KeepLast,
-		HandleFailed:    newFailureLog(log).handle,
+		HandleFailed:    dashboard.HandleFailed(errs, newFailureLog(log).handle),
+		Hooks:           errs.Hooks(stages.Hooks{}),
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
 	}
@@ -186,7 +189,7 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	}
 	log.Info("causeway: starting\n" + p.Topology().Describe().String())
 
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, p.Stream(), log)
+	srv, err := serveMetrics(cfg.metricsAddr, dashboard.WithErrors(p.Topology(), errs), p.Stream(), log)
 	if err != nil {
 		return err
 	}
