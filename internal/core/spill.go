@@ -128,6 +128,9 @@ func (s *spiller[T]) encode(m *Message[T]) (data []byte, err error) {
 	return s.cfg.Encode(m)
 }
 
+// maxReplayWait caps the replay's back-off while the sink is down.
+const maxReplayWait = 2 * time.Second
+
 // drain tells the replay to stop once the spill is empty or the sink
 // fails: what is left stays on disk for the next start.
 func (s *spiller[T]) drain() {
@@ -170,7 +173,10 @@ func (s *spiller[T]) run(ctx context.Context) {
 		failed, ok := s.replay(ctx, msgs, attempt+1)
 		if !ok {
 			attempt++
-			if s.draining.Load() || backoff.Sleep(ctx, b.cfg.Retry.wait(attempt), nil) != nil {
+			// Probe a down sink at least every maxReplayWait: a replay
+			// attempt is one batch, and the sooner the spill empties
+			// after an outage the less the drain leaves on disk.
+			if s.draining.Load() || backoff.Sleep(ctx, min(b.cfg.Retry.wait(attempt), maxReplayWait), nil) != nil {
 				return
 			}
 			continue

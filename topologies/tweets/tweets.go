@@ -258,6 +258,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 			// (transiently) and goes to the spill, instead of waiting out
 			// librdkafka's 30s while the stream's buffer fills.
 			kc.DeliveryTimeout = spillDeliveryTimeout
+			// Reconnect to a broker that was down within a second (not
+			// librdkafka's 10s), so the spill replays soon after.
+			kc.Properties["reconnect.backoff.max.ms"] = 1000
 		}
 		if cfg.Kafka.Options != nil {
 			cfg.Kafka.Options(&kc)
