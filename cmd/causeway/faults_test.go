@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
@@ -211,23 +212,7 @@ func TestSpillReplaysAfterRestart(t *testing.T) {
 // dupsOK, at least once.
 func assertHolds(ctx context.Context, t *testing.T, s *sinks, c *corpus, dupsOK bool) {
 	t.Helper()
-	var inPG int
-	ids := make([]string, 0, len(c.ids))
-	for _, id := range c.ids {
-		if !c.nulText[id] {
-			ids = append(ids, id)
-		}
-	}
-	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+s.table+" WHERE id::text = ANY($1)", ids).Scan(&inPG); err != nil {
-		t.Fatal(err)
-	}
-	var total int
-	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+s.table).Scan(&total); err != nil {
-		t.Fatal(err)
-	}
-	if inPG != len(ids) || total != len(ids) {
-		t.Errorf("Postgres holds %d of the %d tweets it can store (%d rows in all)", inPG, len(ids), total)
-	}
+	assertHoldsPostgres(ctx, t, s, c)
 	recs, err := kafkatest.ReadAllFrom(ctx, s.brokers, "tweets")
 	if err != nil {
 		t.Fatal(err)
@@ -363,5 +348,148 @@ func TestOversizeTweetGoesToTheDeadLetterTopic(t *testing.T) {
 	}
 	if !found || len(recs) != refusedByPG+1 {
 		t.Fatalf("the dead-letter topic holds %d records (the over-size tweet: %v); want %d", len(recs), found, refusedByPG+1)
+	}
+}
+
+// causeway load while Postgres is down: the loader holds its batches
+// (OutageBlock) instead of failing them, and is stopped in the middle of
+// the outage. The offsets it committed cover only what Postgres holds (or
+// the dead-letter topic): every record below a partition's committed
+// offset is stored. Started again once Postgres is back, it loads the
+// rest: not one row missing.
+func TestLoadWithPostgresDownCommitsOnlyWhatIsStored(t *testing.T) {
+	c := testCorpus(t)
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
+	cluster := pgtest.StartCluster(t)
+	pool, schema := pgtest.SchemaOn(t, cluster.URL)
+	s := &sinks{brokers: k.Brokers, dbURL: withSearchPath(cluster.URL, schema), table: "tweets", pool: pool}
+	var recs []*kgo.Record
+	for i, line := range c.lines {
+		recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[i]), Value: line})
+	}
+	k.Produce(t, recs...)
+	args := append(s.args()[:0:0], "load")
+	args = append(args, s.args()...)
+	args = append(args, "-kafka-group", "outage", "-pg-batch-size", "100", "-pg-batch-timeout", "50ms",
+		"-shutdown-timeout", "2s", "-buffer", "200")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	sigs := make(chan os.Signal, 1)
+	done := make(chan result, 1)
+	go func() { r, _ := runBinaryErr(t, args, sigs); done <- r }()
+	for { // until some rows are in: the outage starts mid-load
+		var n int
+		if s.pool.QueryRow(ctx, "SELECT count(*) FROM tweets").Scan(&n); n >= 300 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // the loader meets the outage
+	sigs <- syscall.SIGTERM
+	r1 := <-done
+	cl := k.Client(t)
+	committed, err := kafkatest.CommittedOffsets(ctx, cl, "outage", "tweets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]bool{}
+	rows, err := s.pool.Query(ctx, "SELECT id::text FROM tweets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		stored[id] = true
+	}
+	rows.Close()
+	all, err := kafkatest.ReadAllFrom(ctx, k.Brokers, "tweets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var below, total int64
+	for _, rec := range all {
+		if rec.Offset < committed[rec.Partition] {
+			below++
+			if id := string(rec.Key); !stored[id] && !c.nulText[id] {
+				t.Errorf("partition %d offset %d (tweet %s) is committed but not in Postgres", rec.Partition, rec.Offset, id)
+			}
+		}
+		total++
+	}
+	if below == total {
+		t.Fatalf("first run: committed past all %d records: want the outage to stop it short", total)
+	}
+	t.Logf("stopped mid-outage: %d of %d records committed, %d rows stored", below, total, len(stored))
+
+	// Again, with Postgres back: the rest loads.
+	want := len(c.ids) - len(c.nulText)
+	go func() { r, _ := runBinaryErr(t, args, sigs); done <- r }()
+	for {
+		var n int
+		if s.pool.QueryRow(ctx, "SELECT count(*) FROM tweets").Scan(&n); n >= want {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("Postgres holds %d of %d rows after the restart", n, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sigs <- syscall.SIGTERM
+	<-done
+	assertHoldsPostgres(ctx, t, s, c)
+	// Everything is stored now, so the group's offsets are at the end.
+	ends, err := kafkatest.EndOffsets(ctx, cl, "tweets")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if committed, err = kafkatest.CommittedOffsets(ctx, cl, "outage", "tweets"); err != nil {
+		t.Fatal(err)
+	}
+	for p, end := range ends {
+		if committed[p] != end {
+			t.Errorf("partition %d: committed %d after the full load, end %d", p, committed[p], end)
+		}
+	}
+	// The batches the first run held when it was stopped failed with the
+	// outage's error: transient, so not dead-lettered (and not committed).
+	dlq, err := kafkatest.ReadAllFrom(ctx, k.Brokers, "tweets.dlq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range dlq {
+		if !c.nulText[string(rec.Key)] {
+			t.Errorf("tweet %s is in the dead-letter topic: only rows Postgres refuses belong there", rec.Key)
+		}
+	}
+	t.Logf("first run: %d failed at the stop (held through the outage), %d dead letters in all", r1.sum.Failed, len(dlq))
+}
+
+// assertHoldsPostgres checks that Postgres holds every tweet of the corpus
+// but those jsonb rejects, and nothing else.
+func assertHoldsPostgres(ctx context.Context, t *testing.T, s *sinks, c *corpus) {
+	t.Helper()
+	ids := make([]string, 0, len(c.ids))
+	for _, id := range c.ids {
+		if !c.nulText[id] {
+			ids = append(ids, id)
+		}
+	}
+	var inPG, total int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+s.table+" WHERE id::text = ANY($1)", ids).Scan(&inPG); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+s.table).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if inPG != len(ids) || total != len(ids) {
+		t.Errorf("Postgres holds %d of the %d tweets it can store (%d rows in all)", inPG, len(ids), total)
 	}
 }

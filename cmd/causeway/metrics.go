@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -56,6 +58,12 @@ func serveMetrics(addr string, top dashboard.Topology, stream *twitter.Stream, l
 		panels = append([]dashboard.Panel{streamPanel(stream)}, panels...)
 	}
 	mux := http.NewServeMux()
+	if os.Getenv("CAUSEWAY_PPROF") == "1" {
+		// Profiling on request only: $CAUSEWAY_PPROF=1 serves Go's
+		// /debug/pprof/ beside the page.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if stream != nil && stream.Stats().State == twitter.StateStopped {

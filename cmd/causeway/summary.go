@@ -82,6 +82,7 @@ type batcherSummary struct {
 	Spilled      int64 `json:"spilled,omitempty"`
 	Replayed     int64 `json:"replayed,omitempty"`
 	SpillWaiting int64 `json:"spill_waiting,omitempty"`
+	ReplayFailed int64 `json:"replay_failed,omitempty"` // replayed from the spill, then failed for good
 }
 
 type hashtagCount struct {
@@ -99,13 +100,17 @@ func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 		bs := batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
 		if sp := b.Spill; sp != nil {
 			bs.Spilled, bs.Replayed, bs.SpillWaiting = sp.Spilled, sp.Replayed, int64(sp.Records)
-			sum.Stored -= int64(sp.Records)
+			bs.ReplayFailed = sp.ReplayFailed
+			// Held in a spill is acknowledged, not yet stored; replayed
+			// and then refused for good (dead-lettered) is not stored.
+			sum.Stored -= int64(sp.Records) + sp.ReplayFailed
 		}
 		sum.Batchers[b.Name] = bs
 	}
 	sum.Stored = max(sum.Stored, 0)
-	sum.KafkaRecords = sum.Batchers["kafka"].Acked - sum.Batchers["kafka"].SpillWaiting
-	sum.PostgresRows = sum.Batchers["postgres"].Acked - sum.Batchers["postgres"].SpillWaiting
+	k, pg := sum.Batchers["kafka"], sum.Batchers["postgres"]
+	sum.KafkaRecords = k.Acked - k.SpillWaiting - k.ReplayFailed
+	sum.PostgresRows = pg.Acked - pg.SpillWaiting - pg.ReplayFailed
 	if elapsed > 0 {
 		sum.TweetsPerSecond = float64(sum.Emitted) / elapsed.Seconds()
 		sum.ReceivedPerSecond = sum.TweetsPerSecond
