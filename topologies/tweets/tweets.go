@@ -317,6 +317,12 @@ func (c *Config) spill(b topology.BatcherSpec[twitter.Tweet], name string) topol
 	b.Spill = SpillCodec()
 	b.Spill.Dir = filepath.Join(c.Spill.Dir, name)
 	b.Spill.MaxBytes = c.Spill.MaxBytes
+	if name == "kafka" {
+		// A Kafka producer waits out a broker outage (up to its delivery
+		// timeout, longer for records already sent) instead of failing:
+		// call it stalled soon after that timeout.
+		b.Spill.StallTimeout = spillDeliveryTimeout + 2*time.Second
+	}
 	if b.Retry.Backoff == 0 && b.Retry.MaxBackoff == 0 {
 		// The wait between replay attempts while the sink is down.
 		b.Retry = stages.RetryPolicy{Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second}
