@@ -269,7 +269,8 @@
   function panelHTML(data) {
     if (data === null || data === undefined) return "<p>—</p>";
     if (Array.isArray(data)) {
-      if (data.length && typeof data[0] === "object") {
+      if (!data.length) return '<p class="none">none yet</p>';
+      if (typeof data[0] === "object") {
         var cols = Object.keys(data[0]);
         return "<table><tr>" + cols.map(function (c) { return "<th>" + esc(c) + "</th>"; }).join("") + "</tr>" +
           data.map(function (r) {
@@ -363,6 +364,7 @@
   }
   // Drawings by panel kind (Panel.Kind in Go).
   var kinds = { "station-map": stationMap };
+  var drawn = {}; // by panel name: the data last drawn, and its drawing
 
   // ---- the page ----
   function render() {
@@ -394,7 +396,14 @@
       var draw = renderers[p.name] || (p.kind && kinds[p.kind]);
       if (p.error) body.innerHTML = '<p class="bad-text">' + esc(p.error) + "</p>";
       else if (draw) {
-        try { draw(p.data, body); } catch (e) { body.innerHTML = '<p class="bad-text">drawing failed: ' + esc(e.message) + "</p>"; }
+        // A drawing is redrawn only when its data changed, so that a
+        // tooltip being read stays up.
+        var json = JSON.stringify(p.data), prev = drawn[p.name];
+        if (prev && prev.json === json && prev.draw === draw) body = prev.body;
+        else {
+          try { draw(p.data, body); } catch (e) { body.innerHTML = '<p class="bad-text">drawing failed: ' + esc(e.message) + "</p>"; }
+          drawn[p.name] = { json: json, draw: draw, body: body };
+        }
       } else body.innerHTML = panelHTML(p.data);
       sec.appendChild(body);
       ps.appendChild(sec);

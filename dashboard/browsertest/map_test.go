@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,8 +38,10 @@ func TestStationMapInChromium(t *testing.T) {
 		{"at": "2026-05-01 08:00:00", "station": "North Yard (n)", "kind": "became_full", "bikes": "9 → 10"},
 		{"at": "2026-05-01 07:59:57", "station": "South Quay (s)", "kind": "became_empty", "bikes": "1 → 0"},
 	}
+	var shown atomic.Pointer[[]map[string]any]
+	shown.Store(&mapStations)
 	d := dashboard.New(dashboard.Options{Interval: interval, Panels: []dashboard.Panel{
-		{Name: "stations", Title: "Stations", Kind: dashboard.KindStationMap, Data: func() any { return mapStations }},
+		{Name: "stations", Title: "Stations", Kind: dashboard.KindStationMap, Data: func() any { return *shown.Load() }},
 		{Name: "changes", Title: "Latest changes", Data: func() any { return changes }},
 	}})
 	mux := http.NewServeMux()
@@ -123,6 +126,30 @@ func TestStationMapInChromium(t *testing.T) {
 		t.Errorf("changes table has %d rows (%v), want a header and 2", rows, err)
 	}
 
+	// Updates with the same data keep the drawing (and a tooltip being
+	// read); new data redraws it.
+	mark := `document.querySelector('[data-panel="stations"] svg.station-map').dataset.mark = "kept"`
+	marked := `document.querySelector('[data-panel="stations"] svg.station-map').dataset.mark || ""`
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[string](mark)); err != nil {
+		t.Fatal(err)
+	}
+	waitUpdates(t, bctx, 2)
+	if m, err := chromedp.Run(bctx, chromedp.Evaluate[string](marked)); err != nil || m != "kept" {
+		t.Errorf("the map was redrawn with the same data (mark %q, %v)", m, err)
+	}
+	next := make([]map[string]any, len(mapStations))
+	copy(next, mapStations)
+	next[1] = map[string]any{"station_id": "s", "name": "South Quay", "lat": 51.45, "lon": -0.12, "capacity": 10, "bikes": 10, "docks": 0, "installed": true, "renting": true}
+	shown.Store(&next)
+	fill := `document.querySelector('[data-station="s"]').getAttribute("fill")`
+	waitFor(t, "the map to show the new data", 10*time.Second, func() bool {
+		f, err := chromedp.Run(bctx, chromedp.Evaluate[string](fill))
+		return err == nil && f == "hsl(120, 72%, 42%)"
+	})
+	if m, err := chromedp.Run(bctx, chromedp.Evaluate[string](marked)); err != nil || m != "" {
+		t.Errorf("new data did not redraw the map (mark %q, %v)", m, err)
+	}
+
 	png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -133,5 +160,25 @@ func TestStationMapInChromium(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "dashboard-map-test.png"), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitUpdates waits until the page has shown n more samples.
+func waitUpdates(t *testing.T, bctx context.Context, n int) {
+	t.Helper()
+	updated := `document.body.getAttribute("data-updated") || ""`
+	last, err := chromedp.Run(bctx, chromedp.Evaluate[string](updated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		waitFor(t, "an update of the page", 10*time.Second, func() bool {
+			u, err := chromedp.Run(bctx, chromedp.Evaluate[string](updated))
+			if err != nil || u == last {
+				return false
+			}
+			last = u
+			return true
+		})
 	}
 }
