@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,4 +87,72 @@ func TestTrackerStations(t *testing.T) {
 	if got := newTracker(nil).stations(); got == nil || len(got) != 0 {
 		t.Errorf("no station described: %#v, want an empty slice", got)
 	}
+}
+
+// The dashboard reads Stations and the latest changes while processors
+// write them.
+func TestStationsConcurrently(t *testing.T) {
+	t.Parallel()
+	tr := newTracker(nil)
+	ring := newChangeRing(8)
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				id := fmt.Sprintf("s%d-%d", w, i%20)
+				tr.describe(spec.StationInformation{StationID: id, Name: id, Capacity: 10})
+				ch, _, err := tr.observe(context.Background(), spec.StationStatus{StationID: id, LastReported: at.Add(time.Duration(i) * time.Second),
+					NumBikesAvailable: i % 7, NumDocksAvailable: 10 - i%7})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ch != nil {
+					ring.add(*ch)
+				}
+			}
+		}()
+	}
+	for range 50 {
+		tr.stations()
+		ring.latest(8)
+	}
+	wg.Wait()
+	got := tr.stations()
+	if len(got) != 80 {
+		t.Fatalf("%d stations, want 80", len(got))
+	}
+	for _, s := range got { // station sW-k's last row is i = 180+k
+		var w, k int
+		fmt.Sscanf(s.StationID, "s%d-%d", &w, &k)
+		if i := 180 + k; s.Bikes != i%7 || !s.LastReported.Equal(at.Add(time.Duration(i)*time.Second)) {
+			t.Errorf("station %+v: want row %d", s, i)
+		}
+	}
+	if n := len(ring.latest(100)); n != 8 {
+		t.Errorf("ring holds %d changes, want 8", n)
+	}
+}
+
+// BenchmarkStationsCopy measures one call of Stations on a system of 5,000
+// described stations: what the dashboard pays once per sample.
+func BenchmarkStationsCopy(b *testing.B) {
+	tr := newTracker(nil)
+	at := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)
+	const n = 5000
+	for i := range n {
+		id := fmt.Sprintf("S%05d", i)
+		tr.describe(spec.StationInformation{StationID: id, Name: id, Lat: 45, Lon: -73, Capacity: 20})
+		tr.observe(context.Background(), spec.StationStatus{StationID: id, LastReported: at, NumBikesAvailable: i % 20})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(tr.stations()) != n {
+			b.Fatal("stations lost")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N), "µs/call")
 }
