@@ -46,15 +46,29 @@ type Topology interface {
 // once per sample on the sampler's goroutine; it must be quick, safe for
 // concurrent use, and return a value encoding/json can encode. The page
 // draws objects as tables of their fields, arrays of objects as tables of
-// rows, and anything else as text.
+// rows, and anything else as text, unless Kind names another drawing.
 type Panel struct {
 	// Name identifies the panel (and its entry in the JSON's "panels").
 	Name string
 	// Title is the panel's heading. Default: Name.
 	Title string
+	// Kind, if set, names how the page draws Data instead of as a table:
+	// KindStationMap. A kind the page does not know is drawn as a table.
+	Kind string
 	// Data returns the panel's current content.
 	Data func() any
 }
+
+// KindStationMap is the Panel.Kind of a map of stations, drawn in SVG from
+// their positions alone (no map tiles): Data is a list of objects with
+// "lat" and "lon" in degrees and, optionally, "station_id", "name",
+// "bikes", "docks", "capacity", "installed", "renting", "returning" and
+// "last_reported". Each station is a circle coloured by bikes available
+// over capacity (or over bikes and docks when capacity is 0), from red
+// (empty) to green (full); grey when it is not installed or not renting.
+// Its tooltip gives the station's name and numbers. Stations without a
+// numeric lat and lon are left out.
+const KindStationMap = "station-map"
 
 // Options tune a Dashboard; the zero value takes the defaults.
 type Options struct {

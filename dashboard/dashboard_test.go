@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -346,5 +347,65 @@ func TestErrorsRepeatAndCap(t *testing.T) {
 	got := e.LatestErrors()
 	if len(got) != 3 || got[0].Message != "error 3" || got[0].Count != 4 || got[1].Message != "error 4" || got[2].Message != "error 2" {
 		t.Errorf("%+v", got)
+	}
+}
+
+// A station-map panel's kind and data are in the JSON as the program gave
+// them, and the page's script and style draw that kind.
+func TestStationMapPanel(t *testing.T) {
+	stations := []map[string]any{
+		{"station_id": "a", "name": "Abbey Rd", "lat": 51.53, "lon": -0.18, "capacity": 12, "bikes": 3, "docks": 9, "installed": true, "renting": true},
+		{"station_id": "b", "name": "Bridge St", "lat": 51.5, "lon": -0.12, "capacity": 20, "bikes": 0, "docks": 0, "installed": false, "renting": false},
+	}
+	d := New(Options{Interval: time.Hour, Panels: []Panel{
+		{Name: "map", Title: "Stations", Kind: KindStationMap, Data: func() any { return stations }},
+		{Name: "plain", Data: func() any { return 1 }},
+	}})
+	srv := newServer(t, d)
+	get := func(path string) []byte {
+		t.Helper()
+		resp, err := http.Get(srv.URL + "/causeway/" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %v", path, resp.Status, err)
+		}
+		return b
+	}
+	var api struct {
+		Panels []struct {
+			Name, Title, Kind string
+			Data              json.RawMessage
+		}
+	}
+	if err := json.Unmarshal(get("api/topologies"), &api); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(stations)
+	if len(api.Panels) != 2 {
+		t.Fatalf("panels %+v", api.Panels)
+	}
+	var data bytes.Buffer
+	json.Compact(&data, api.Panels[0].Data)
+	if p := api.Panels[0]; p.Name != "map" || p.Title != "Stations" || p.Kind != "station-map" || data.String() != string(want) {
+		t.Errorf("map panel %s %q %q, data %s, want data %s", p.Name, p.Title, p.Kind, data.String(), want)
+	}
+	if p := api.Panels[1]; p.Kind != "" || string(p.Data) != "1" {
+		t.Errorf("plain panel %+v", p)
+	}
+	if raw := string(get("api/topologies")); strings.Count(raw, `"kind"`) != 1 {
+		t.Errorf("a panel without a kind has one in the JSON:\n%s", raw)
+	}
+	js := string(get("app.js"))
+	for _, s := range []string{`var kinds = { "station-map": stationMap }`, "function stationMap(data, box)", `el("circle"`, `el("title"`, "Math.cos(", "kinds[p.kind]"} {
+		if !strings.Contains(js, s) {
+			t.Errorf("app.js lacks %q", s)
+		}
+	}
+	if css := string(get("style.css")); !strings.Contains(css, "svg.station-map") || !strings.Contains(css, ".map-legend") {
+		t.Error("style.css does not style the station map")
 	}
 }

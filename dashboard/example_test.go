@@ -52,3 +52,32 @@ func ExampleNew() {
 	defer d.Close()
 	http.Handle("/causeway/", d)
 }
+
+// A panel of kind KindStationMap is drawn as a map of stations from their
+// positions (SVG, no map tiles), each coloured by bikes available over
+// capacity; a panel without a kind beside it is a table.
+func ExampleKindStationMap() {
+	type station struct {
+		StationID string  `json:"station_id"`
+		Name      string  `json:"name"`
+		Lat       float64 `json:"lat"`
+		Lon       float64 `json:"lon"`
+		Capacity  int     `json:"capacity"`
+		Bikes     int     `json:"bikes"`
+		Docks     int     `json:"docks"`
+		Installed bool    `json:"installed"`
+		Renting   bool    `json:"renting"`
+	}
+	stations := func() any {
+		return []station{
+			{"1", "Quay St", 45.50, -73.56, 20, 5, 15, true, true},
+			{"2", "Mill Rd", 45.52, -73.58, 10, 0, 10, true, true},
+		}
+	}
+	d := dashboard.New(dashboard.Options{Panels: []dashboard.Panel{
+		{Name: "map", Title: "Stations", Kind: dashboard.KindStationMap, Data: stations},
+		{Name: "list", Title: "Stations as a table", Data: stations},
+	}})
+	defer d.Close()
+	http.Handle("/bikes/", d)
+}

@@ -21,6 +21,7 @@ type sampleSet struct {
 type panelSample struct {
 	Name  string `json:"name"`
 	Title string `json:"title"`
+	Kind  string `json:"kind,omitempty"`
 	Data  any    `json:"data"`
 	Error string `json:"error,omitempty"`
 }
@@ -145,7 +146,7 @@ func (d *Dashboard) sample(now time.Time) {
 
 // readPanel calls p.Data, turning a panic into the panel's error.
 func readPanel(p Panel) (ps panelSample) {
-	ps = panelSample{Name: p.Name, Title: p.Title}
+	ps = panelSample{Name: p.Name, Title: p.Title, Kind: p.Kind}
 	if ps.Title == "" {
 		ps.Title = p.Name
 	}

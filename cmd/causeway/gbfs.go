@@ -411,11 +411,42 @@ func (s *gbfsSummary) writeJSON(path string) error {
 	return nil
 }
 
-// gbfsPanels are the dashboard's bike-share panels: the stations that
+// gbfsPanels are the dashboard's bike-share panels: a map of the stations
+// coloured by bikes available, the latest changes, the stations that
 // changed most and the pipeline's counters.
 func gbfsPanels(p *gbfs.Pipeline) []dashboard.Panel {
 	return []dashboard.Panel{
+		{Name: "gbfs-map", Title: "Stations: bikes available", Kind: dashboard.KindStationMap, Data: func() any { return p.Stations() }},
+		{Name: "gbfs-changes", Title: "Latest changes", Data: func() any { return gbfsChangeRows(p.LatestChanges(20), p.Stations()) }},
 		{Name: "gbfs-stations", Title: "Stations that changed most", Data: func() any { return p.TopChanged(10) }},
 		{Name: "gbfs-counters", Title: "Polls and rows", Data: func() any { return p.Counters() }},
 	}
+}
+
+// gbfsChangeRow is one row of the dashboard's table of latest changes.
+type gbfsChangeRow struct {
+	At      string `json:"at"`
+	Station string `json:"station"`
+	Kind    string `json:"kind"`
+	Bikes   string `json:"bikes"`
+	Docks   string `json:"docks"`
+}
+
+// gbfsChangeRows turns changes into the table's rows, naming each station
+// as stations describe it.
+func gbfsChangeRows(changes []gbfs.Change, stations []gbfs.Station) []gbfsChangeRow {
+	names := make(map[string]string, len(stations))
+	for _, s := range stations {
+		names[s.StationID] = s.Name
+	}
+	rows := make([]gbfsChangeRow, len(changes))
+	for i, c := range changes {
+		station := c.StationID
+		if n := names[c.StationID]; n != "" {
+			station = n + " (" + c.StationID + ")"
+		}
+		rows[i] = gbfsChangeRow{At: c.At.UTC().Format("2006-01-02 15:04:05 UTC"), Station: station, Kind: c.Kind,
+			Bikes: fmt.Sprintf("%d → %d", c.BikesBefore, c.BikesAfter), Docks: fmt.Sprintf("%d → %d", c.DocksBefore, c.DocksAfter)}
+	}
+	return rows
 }

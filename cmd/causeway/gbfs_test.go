@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/causeway-go/causeway/stages/postgres/pgtest"
+	"github.com/causeway-go/causeway/topologies/gbfs"
 )
 
 // runGBFSBinary runs causeway gbfs in-process and returns its status,
@@ -101,5 +104,25 @@ func TestGBFSFlags(t *testing.T) {
 	status, out, _ := runGBFSBinary(t, "-database-url", "postgres://x/y", "-max-polls", "x")
 	if status != 2 || strings.Count(out, "\n") != 2 || !strings.Contains(out, "-max-polls") {
 		t.Errorf("a bad flag: exit %d, stderr %q; want 2 and one line naming it (and see -h)", status, out)
+	}
+}
+
+// The dashboard's table of latest changes names each station as
+// station_information describes it, by id when it does not.
+func TestGBFSChangeRows(t *testing.T) {
+	at := time.Date(2026, 5, 1, 8, 0, 3, 0, time.UTC)
+	rows := gbfsChangeRows([]gbfs.Change{
+		{StationID: "a", At: at, PreviousAt: at.Add(-3 * time.Second), BikesBefore: 1, BikesAfter: 0, DocksBefore: 9, DocksAfter: 10, Kind: gbfs.ChangeBecameEmpty},
+		{StationID: "q", At: at.Add(-time.Second).In(time.FixedZone("CEST", 2*3600)), BikesBefore: 4, BikesAfter: 5, DocksBefore: 2, DocksAfter: 1, Kind: gbfs.ChangeBikesReturned},
+	}, []gbfs.Station{{StationID: "a", Name: "Abbey Rd"}, {StationID: "b", Name: "Bridge St"}})
+	want := []gbfsChangeRow{
+		{At: "2026-05-01 08:00:03 UTC", Station: "Abbey Rd (a)", Kind: "became_empty", Bikes: "1 → 0", Docks: "9 → 10"},
+		{At: "2026-05-01 08:00:02 UTC", Station: "q", Kind: "bikes_returned", Bikes: "4 → 5", Docks: "2 → 1"},
+	}
+	if !reflect.DeepEqual(rows, want) {
+		t.Errorf("rows\n got %+v\nwant %+v", rows, want)
+	}
+	if rows := gbfsChangeRows(nil, nil); rows == nil || len(rows) != 0 {
+		t.Errorf("no change: %#v, want an empty table", rows)
 	}
 }

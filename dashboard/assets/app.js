@@ -269,7 +269,8 @@
   function panelHTML(data) {
     if (data === null || data === undefined) return "<p>—</p>";
     if (Array.isArray(data)) {
-      if (data.length && typeof data[0] === "object") {
+      if (!data.length) return '<p class="none">none yet</p>';
+      if (typeof data[0] === "object") {
         var cols = Object.keys(data[0]);
         return "<table><tr>" + cols.map(function (c) { return "<th>" + esc(c) + "</th>"; }).join("") + "</tr>" +
           data.map(function (r) {
@@ -285,6 +286,85 @@
   }
   // Custom renderers by panel name: window.causewayPanels[name] = function (data, element) {...}.
   var renderers = window.causewayPanels = window.causewayPanels || {};
+
+  // ---- the station map (panel kind "station-map") ----
+  // Stations are placed by an equirectangular projection (longitude scaled
+  // by the cosine of the middle latitude), fitted to the box: no tiles.
+  function num(v) { return typeof v === "number" && isFinite(v); }
+  function inService(s) { return s.installed !== false && s.renting !== false; }
+  // fillOf is bikes over capacity (or over bikes + docks), from 0 to 1.
+  function fillOf(s) {
+    var cap = s.capacity > 0 ? s.capacity : (s.bikes || 0) + (s.docks || 0);
+    return cap > 0 ? Math.max(0, Math.min(1, (s.bikes || 0) / cap)) : 0;
+  }
+  function stationColor(s) {
+    if (!inService(s)) return "#9aa0a8";
+    return "hsl(" + Math.round(120 * fillOf(s)) + ", 72%, 42%)"; // red (empty) to green (full)
+  }
+  function stationTitle(s) {
+    var lines = [(s.name || s.station_id || "station") + (s.name && s.station_id ? " (" + s.station_id + ")" : "")];
+    lines.push("bikes " + int(s.bikes) + (s.capacity > 0 ? " of " + int(s.capacity) : "") + " · docks " + int(s.docks));
+    if (!inService(s)) {
+      lines.push("out of service:" + (s.installed === false ? " not installed" : "") + (s.renting === false ? " not renting" : ""));
+    } else if (s.returning === false) lines.push("not returning");
+    if (s.last_reported) lines.push("reported " + new Date(s.last_reported).toLocaleString());
+    return lines.join("\n");
+  }
+  // niceKm rounds a distance down to 1, 2 or 5 times a power of ten.
+  function niceKm(km) {
+    var p = Math.pow(10, Math.floor(Math.log10(km))), m = km / p;
+    return (m >= 5 ? 5 : m >= 2 ? 2 : 1) * p;
+  }
+  function stationMap(data, box) {
+    var st = (Array.isArray(data) ? data : []).filter(function (s) { return s && num(s.lat) && num(s.lon); });
+    if (!st.length) { box.innerHTML = '<p class="none">no station located yet</p>'; return; }
+    var minLat = Infinity, maxLat = -Infinity, minLon = Infinity, maxLon = -Infinity;
+    st.forEach(function (s) {
+      minLat = Math.min(minLat, s.lat); maxLat = Math.max(maxLat, s.lat);
+      minLon = Math.min(minLon, s.lon); maxLon = Math.max(maxLon, s.lon);
+    });
+    var k = Math.cos((minLat + maxLat) / 2 * Math.PI / 180);
+    var spanX = (maxLon - minLon) * k, spanY = maxLat - minLat;
+    var W = 800, pad = 16;
+    var H = spanX > 0 ? Math.max(240, Math.min(600, Math.round(W * spanY / spanX) + 2 * pad)) : 400;
+    var scale = Math.min(spanX > 0 ? (W - 2 * pad) / spanX : Infinity, spanY > 0 ? (H - 2 * pad) / spanY : Infinity);
+    if (!isFinite(scale)) scale = 0; // one place: every station in the middle
+    var offX = (W - spanX * scale) / 2, offY = (H - spanY * scale) / 2;
+    var r = Math.max(2.5, Math.min(9, Math.sqrt(W * H / st.length) / 6));
+    var svg = el("svg", { "class": "station-map", viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "map of " + st.length + " stations" });
+    svg.appendChild(el("rect", { "class": "map-bg", x: 0, y: 0, width: W, height: H }));
+    var sum = { bikes: 0, empty: 0, full: 0, off: 0 };
+    st.forEach(function (s) {
+      var x = offX + (s.lon - minLon) * k * scale, y = H - offY - (s.lat - minLat) * scale;
+      var c = el("circle", { "class": "station", cx: x.toFixed(1), cy: y.toFixed(1), r: r.toFixed(1), fill: stationColor(s) });
+      if (s.station_id !== undefined) c.setAttribute("data-station", s.station_id);
+      c.appendChild(el("title", {}, stationTitle(s)));
+      svg.appendChild(c);
+      sum.bikes += s.bikes || 0;
+      if (!inService(s)) sum.off++;
+      else if (fillOf(s) === 0) sum.empty++;
+      else if (fillOf(s) === 1) sum.full++;
+    });
+    if (scale > 0) { // a scale bar: one degree of latitude is about 111.32 km
+      var pxKm = scale / 111.32, km = niceKm(W / 5 / pxKm), len = km * pxKm;
+      var g = el("g", { "class": "scale" });
+      g.appendChild(el("path", { d: "M" + pad + "," + (H - 10) + " h" + len.toFixed(1) }));
+      g.appendChild(el("text", { x: pad, y: H - 14 }, km >= 1 ? km + " km" : Math.round(km * 1000) + " m"));
+      svg.appendChild(g);
+    }
+    box.textContent = "";
+    box.appendChild(svg);
+    var lg = document.createElement("div");
+    lg.className = "map-legend";
+    lg.innerHTML = '<span class="ramp"></span> empty → full (bikes available of capacity) ' +
+      '<span class="swatch" style="background:#9aa0a8"></span> out of service' +
+      '<span class="map-sum" data-k="map-stations">' + int(st.length) + " stations · " + int(sum.bikes) + " bikes · " +
+      int(sum.empty) + " empty · " + int(sum.full) + " full · " + int(sum.off) + " out of service</span>";
+    box.appendChild(lg);
+  }
+  // Drawings by panel kind (Panel.Kind in Go).
+  var kinds = { "station-map": stationMap };
+  var drawn = {}; // by panel name: the data last drawn, and its drawing
 
   // ---- the page ----
   function render() {
@@ -313,9 +393,18 @@
       sec.setAttribute("data-panel", p.name);
       sec.innerHTML = "<h2>" + esc(p.title) + "</h2>";
       var body = document.createElement("div");
+      var draw = renderers[p.name] || (p.kind && kinds[p.kind]);
       if (p.error) body.innerHTML = '<p class="bad-text">' + esc(p.error) + "</p>";
-      else if (renderers[p.name]) renderers[p.name](p.data, body);
-      else body.innerHTML = panelHTML(p.data);
+      else if (draw) {
+        // A drawing is redrawn only when its data changed, so that a
+        // tooltip being read stays up.
+        var json = JSON.stringify(p.data), prev = drawn[p.name];
+        if (prev && prev.json === json && prev.draw === draw) body = prev.body;
+        else {
+          try { draw(p.data, body); } catch (e) { body.innerHTML = '<p class="bad-text">drawing failed: ' + esc(e.message) + "</p>"; }
+          drawn[p.name] = { json: json, draw: draw, body: body };
+        }
+      } else body.innerHTML = panelHTML(p.data);
       sec.appendChild(body);
       ps.appendChild(sec);
     });

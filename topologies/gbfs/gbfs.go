@@ -87,6 +87,10 @@ type Config struct {
 	// the states stored there.
 	Postgres PostgresConfig
 
+	// RecentChanges is how many of the latest changes LatestChanges
+	// keeps. Default 100 (DefaultRecentChanges).
+	RecentChanges int
+
 	// Processors is the number of processor goroutines. Default
 	// 2 × GOMAXPROCS.
 	Processors int
@@ -145,6 +149,9 @@ func (c Config) withDefaults() Config {
 	if c.InformationInterval == 0 {
 		c.InformationInterval = DefaultInformationInterval
 	}
+	if c.RecentChanges == 0 {
+		c.RecentChanges = DefaultRecentChanges
+	}
 	if c.Kafka.Topic == "" {
 		c.Kafka.Topic = DefaultTopic
 	}
@@ -189,6 +196,9 @@ func (c *Config) Validate() error {
 	if c.PollInterval < 0 {
 		errs = append(errs, fmt.Errorf("gbfs: Config.PollInterval must be >= 0, got %v", c.PollInterval))
 	}
+	if c.RecentChanges < 0 {
+		errs = append(errs, fmt.Errorf("gbfs: Config.RecentChanges must be >= 0, got %d", c.RecentChanges))
+	}
 	if c.InformationInterval < 0 {
 		errs = append(errs, fmt.Errorf("gbfs: Config.InformationInterval must be >= 0, got %v", c.InformationInterval))
 	}
@@ -219,13 +229,14 @@ type Counters struct {
 
 // Pipeline is a declared bike-share topology and its sinks.
 type Pipeline struct {
-	cfg   Config
-	feeds Feeds
-	top   *topology.Topology[Record]
-	poll  *poll.Producer[Record]
-	kafka *kafka.Sink[Record]
-	pg    *postgres.Sink[Record]
-	state *tracker
+	cfg    Config
+	feeds  Feeds
+	top    *topology.Topology[Record]
+	poll   *poll.Producer[Record]
+	kafka  *kafka.Sink[Record]
+	pg     *postgres.Sink[Record]
+	state  *tracker
+	recent *changeRing
 
 	restored                                            int64
 	rows, resent, older, changes, info, invalid, failed atomic.Int64
@@ -242,7 +253,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	p := &Pipeline{cfg: cfg, feeds: cfg.Feeds}
+	p := &Pipeline{cfg: cfg, feeds: cfg.Feeds, recent: newChangeRing(cfg.RecentChanges)}
 	if p.feeds.StationStatus == "" {
 		f, err := Discover(ctx, cfg.Client, cfg.FeedURL, cfg.Language)
 		if err != nil {
@@ -390,6 +401,7 @@ func (p *Pipeline) handle(ctx context.Context, m *stages.Message[Record]) error 
 			return stages.Permanent(fmt.Errorf("gbfs: invalid station_information row: %w", err))
 		}
 		p.info.Add(1)
+		p.state.describe(r.Info)
 		m.Route("postgres")
 		return nil
 	}
@@ -416,6 +428,7 @@ func (p *Pipeline) handle(ctx context.Context, m *stages.Message[Record]) error 
 	p.rows.Add(1)
 	if ch != nil {
 		p.changes.Add(1)
+		p.recent.add(*ch)
 	}
 	if p.kafka != nil {
 		m.Route("kafka", "postgres")

@@ -29,12 +29,14 @@ type shard struct {
 	last    map[string]state
 	stale   map[string]bool // last state to be re-read from Postgres
 	changes map[string]int64
+	info    map[string]spec.StationInformation // for Stations
 }
 
 func newTracker(pool *pgxpool.Pool) *tracker {
 	t := &tracker{pool: pool, seed: maphash.MakeSeed()}
 	for i := range t.shards {
-		t.shards[i] = shard{last: map[string]state{}, stale: map[string]bool{}, changes: map[string]int64{}}
+		t.shards[i] = shard{last: map[string]state{}, stale: map[string]bool{}, changes: map[string]int64{},
+			info: map[string]spec.StationInformation{}}
 	}
 	return t
 }
