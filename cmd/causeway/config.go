@@ -79,6 +79,7 @@ type config struct {
 	summaryJSON string
 	logLevel    string
 	progress    time.Duration
+	cpuProfile  string
 }
 
 const usageHeader = `causeway runs the reference tweet topology: an X API v2 stream (HTTP/2) ->
@@ -164,6 +165,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
+	fs.stringVar(&c.cpuProfile, "cpuprofile", "", "", "write a CPU profile of the run (go tool pprof) to this `path`")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage()

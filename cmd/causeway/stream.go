@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -86,6 +87,11 @@ func randomToken() string {
 // In archive mode the only batcher is "archive": no Kafka, no Postgres.
 func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer, hup <-chan os.Signal) error {
 	archiveOnly := cfg.mode == "archive"
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	emb, err := startEmbedded(cfg, log)
 	if err != nil {
 		return err
@@ -300,4 +306,21 @@ func (c *config) streamStateFile() string {
 		return c.stateFile
 	}
 	return filepath.Join(c.spillDir, "stream-state.json")
+}
+
+// startCPUProfile writes a CPU profile to path (none when path is "")
+// until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -16,8 +16,8 @@ import (
 
 // BenchmarkPostgresBatcher measures rows/s of posts (~400 bytes of raw
 // JSON each, like a tweet) into a fresh posts table: through a topology
-// whose "postgres" batcher is the sink (COPY into staging + INSERT … ON
-// CONFLICT DO NOTHING, 2 batch processors), with a raw
+// whose "postgres" batcher is the sink (COPY straight into the table, the
+// staged upsert only for a batch that conflicts; 2 batch processors), with a raw
 // pgx CopyFrom loop of 10,000-row batches straight into the table on one
 // connection, and with one autocommitted INSERT per row (what a naive
 // pipeline does).

@@ -1,9 +1,12 @@
 // Package postgres is a Causeway batch handler that writes batches into a
 // PostgreSQL table with pgx.
 //
-// Each batch is COPY'd into a temporary staging table and moved into the
-// target table with INSERT … ON CONFLICT DO NOTHING, in one transaction:
-// replaying a batch, or a stream that repeats messages, inserts nothing new.
+// Each batch is COPY'd straight into the target table, so every row is
+// written once. Only when that COPY hits a unique (or exclusion) constraint
+// is the batch written the idempotent way: COPY'd into a temporary staging
+// table and moved into the target with INSERT … ON CONFLICT DO NOTHING, in
+// one transaction. Replaying a batch, or a stream that repeats messages,
+// therefore inserts nothing new, and costs the second write only then.
 // Transient failures (connection refused or lost, server shutting down,
 // serialization failures) are retried with capped exponential back-off. A
 // data error (a value Postgres rejects, such as a NUL character in JSON) is
@@ -24,6 +27,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -152,7 +156,15 @@ type Sink[T any] struct {
 	stage    string // staging table name, in pg_temp
 	createSt string // CREATE TEMP TABLE for the staging table
 	moveSt   string // INSERT … SELECT … ON CONFLICT DO NOTHING
+	direct   struct {
+		conflicts atomic.Int64 // direct COPYs that conflicted and were staged instead
+	}
 }
+
+// StagedBatches returns how many batches (or parts of batches, while bad
+// rows are isolated) conflicted with rows stored already and were written
+// through the staging table instead of straight into the target.
+func (s *Sink[T]) StagedBatches() int64 { return s.direct.conflicts.Load() }
 
 // New validates cfg, connects if needed, runs cfg.Migrate and returns the
 // sink.
@@ -309,7 +321,7 @@ func (s *Sink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 // batch was split, the rows not written yet are failed with it; otherwise
 // it is returned, failing the whole batch.
 func (s *Sink[T]) write(ctx context.Context, rows [][]any, msgs []*stages.Message[T]) error {
-	err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.copyMove(ctx, rows) })
+	err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, rows) })
 	if err == nil {
 		return nil
 	}
@@ -338,7 +350,7 @@ func (s *Sink[T]) isolate(ctx context.Context, rows [][]any, msgs []*stages.Mess
 			}
 			continue
 		}
-		err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.copyMove(ctx, r) })
+		err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, r) })
 		switch {
 		case err == nil:
 		case isDataError(err):
@@ -351,6 +363,31 @@ func (s *Sink[T]) isolate(ctx context.Context, rows [][]any, msgs []*stages.Mess
 		}
 	}
 	return stop
+}
+
+// store writes rows: first by a COPY straight into the target table (one
+// statement, atomic by itself, each row written once); when that COPY
+// violates a unique or exclusion constraint (some rows are stored
+// already, or repeat within the batch), by copyMove, which skips the
+// repeats. A violation of another constraint fails copyMove again, as the
+// data error it is.
+func (s *Sink[T]) store(ctx context.Context, rows [][]any) error {
+	_, err := s.pool.CopyFrom(ctx, s.table, s.columns, pgx.CopyFromRows(rows))
+	if err == nil || !isConflict(err) {
+		if err != nil {
+			err = fmt.Errorf("copy into table: %w", err)
+		}
+		return err
+	}
+	s.direct.conflicts.Add(1)
+	return s.copyMove(ctx, rows)
+}
+
+// isConflict reports whether err is a unique_violation or an
+// exclusion_violation: what ON CONFLICT DO NOTHING can skip.
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "23P01")
 }
 
 // copyMove runs one batch transaction: COPY into the staging table, then
