@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -65,7 +66,11 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 	}
 	if cfg.kafkaBrokers == "" && cfg.mode != "archive" {
 		var err error
-		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"))
+		// kfake keeps each partition's log in memory, in segments that grow
+		// by doubling; 4 MiB segments (not 100) keep that growth from copying
+		// and faulting in far more memory than the records take.
+		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"),
+			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(4 << 20)}))
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("embedded Kafka: %w", err)

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -337,6 +338,32 @@ func (s *Sink[T]) write(ctx context.Context, rows [][]any, msgs []*stages.Messag
 // halves; it fails each row Postgres rejects on its own with that row's
 // error, and every row it could not try with the error that stopped it.
 func (s *Sink[T]) isolate(ctx context.Context, rows [][]any, msgs []*stages.Message[T], err error) (stop error) {
+	// A COPY names the line (row) it stopped at: fail that row and write
+	// the others again, one more COPY per bad row rather than a split of
+	// the whole batch for each.
+	for {
+		n := copyLine(err)
+		if n < 1 || n > len(rows) {
+			break
+		}
+		msgs[n-1].Fail(&RowError{Table: s.name, Err: err})
+		rows = append(rows[:n-1:n-1], rows[n:]...)
+		msgs = append(msgs[:n-1:n-1], msgs[n:]...)
+		if len(rows) == 0 {
+			return nil
+		}
+		err = s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, rows) })
+		switch {
+		case err == nil:
+			return nil
+		case !isDataError(err):
+			stop = fmt.Errorf("postgres: write %d rows into %s: %w", len(rows), s.table.Sanitize(), err)
+			for _, msg := range msgs {
+				msg.Fail(stop)
+			}
+			return stop
+		}
+	}
 	if len(rows) == 1 {
 		msgs[0].Fail(&RowError{Table: s.name, Err: err})
 		return nil
@@ -381,6 +408,36 @@ func (s *Sink[T]) store(ctx context.Context, rows [][]any) error {
 	}
 	s.direct.conflicts.Add(1)
 	return s.copyMove(ctx, rows)
+}
+
+// copyLine returns the line (1-based row of the batch) at which a COPY
+// failed, from the context Postgres gives its error ("COPY posts, line 7,
+// column raw: …"), or 0 when err names none (the staged INSERT, say).
+func copyLine(err error) int {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return 0
+	}
+	// Where is a stack of contexts, innermost first, one a line.
+	for _, ctx := range strings.Split(pgErr.Where, "\n") {
+		if !strings.HasPrefix(ctx, "COPY ") {
+			continue
+		}
+		_, after, ok := strings.Cut(ctx, ", line ")
+		if !ok {
+			return 0
+		}
+		end := 0
+		for end < len(after) && after[end] >= '0' && after[end] <= '9' {
+			end++
+		}
+		n, err := strconv.Atoi(after[:end])
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	return 0
 }
 
 // isConflict reports whether err is a unique_violation or an
