@@ -50,7 +50,7 @@ func (p *progress) show(x twitter.Stats, s stages.Stats) {
 	p.last, p.lastRecv, p.lastAck = now, recv, acked
 	var batchers []string
 	for _, b := range s.Batchers {
-		line := fmt.Sprintf("%s %d ok %d failed %d pending", b.Name, b.Acked, b.Failed, b.Pending)
+		line := fmt.Sprintf("%s %d ok %d failed %d pending, concurrency %d", b.Name, b.Acked, b.Failed, b.Pending, b.Concurrency)
 		if sp := b.Spill; sp != nil && (sp.Records > 0 || sp.SinkDown) {
 			line += fmt.Sprintf(" %d spilled", sp.Records)
 		}

@@ -143,10 +143,10 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 		defer pool.Close()
 		tcfg.Kafka = tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
-				Concurrency: cfg.kafkaConcurrency}}
+				Concurrency: cfg.kafkaConcurrency, MaxConcurrency: adaptiveMax(cfg.kafkaConcurrency, cfg.kafkaMaxConc)}}
 		tcfg.Postgres = tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}}
+				Concurrency: cfg.pgConcurrency, MaxConcurrency: adaptiveMax(cfg.pgConcurrency, cfg.pgMaxConc)}}
 		tcfg.Spill = tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes}
 		tcfg.StateFile = cfg.streamStateFile()
 	}
@@ -311,6 +311,15 @@ func (c *config) streamStateFile() string {
 		return c.stateFile
 	}
 	return filepath.Join(c.spillDir, "stream-state.json")
+}
+
+// adaptiveMax is a batcher's MaxConcurrency: none when the flag fixed the
+// pool, else the flag's bound.
+func adaptiveMax(fixed, bound int) int {
+	if fixed > 0 {
+		return 0
+	}
+	return bound
 }
 
 // startCPUProfile writes a CPU profile to path (none when path is "")

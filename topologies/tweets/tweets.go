@@ -103,8 +103,9 @@ type KafkaConfig struct {
 	// Topic is where the tweets go. Default "tweets".
 	Topic string
 	// Batcher is the "kafka" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 500, a 100ms timeout and 2 batch
-	// processors.
+	// fields default to batches of 500, a 100ms timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Options, if set, adjusts the sink's configuration (compression,
 	// timeouts, librdkafka properties) before it starts.
@@ -125,12 +126,17 @@ type PostgresConfig struct {
 	// "tweets".
 	Table string
 	// Batcher is the "postgres" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 5,000, a 1s timeout and 2 batch
-	// processors.
+	// fields default to batches of 5,000, a 1s timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Retry bounds the retries of transient errors.
 	Retry postgres.Retry
 }
+
+// DefaultMaxConcurrency bounds the adaptive pools of the Kafka and
+// Postgres batchers when their Batcher spec sets no concurrency.
+const DefaultMaxConcurrency = 8
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -157,8 +163,11 @@ func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout ti
 	if b.BatchTimeout == 0 {
 		b.BatchTimeout = timeout
 	}
+	if b.Concurrency == 0 && b.MaxConcurrency == 0 {
+		b.MaxConcurrency = DefaultMaxConcurrency
+	}
 	if b.Concurrency == 0 {
-		b.Concurrency = 2
+		b.Concurrency = min(2, b.MaxConcurrency)
 	}
 	return b
 }
