@@ -28,10 +28,13 @@ type summary struct {
 	Emitted      int64 `json:"emitted"`
 	Deduplicated int64 `json:"deduplicated"`
 	Malformed    int64 `json:"malformed"`
-	StreamErrors int64 `json:"stream_errors"`
-	Ignored      int64 `json:"ignored"`
-	Abandoned    int64 `json:"abandoned"`
-	KeepAlives   int64 `json:"keep_alives"`
+	// MalformedLate: tweet lines the processors found malformed when they
+	// decoded them (within emitted, and failed).
+	MalformedLate int64 `json:"malformed_late"`
+	StreamErrors  int64 `json:"stream_errors"`
+	Ignored       int64 `json:"ignored"`
+	Abandoned     int64 `json:"abandoned"`
+	KeepAlives    int64 `json:"keep_alives"`
 	// Topology accounting: emitted = acked + failed + dropped + unfinished.
 	Dropped    int64 `json:"dropped"`
 	Acked      int64 `json:"acked"`
@@ -111,6 +114,7 @@ func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 
 func (s *summary) addStream(x twitter.Stats) {
 	s.Received, s.Tweets, s.Deduplicated, s.Malformed = x.Received, x.Tweets, x.Deduplicated, x.Malformed
+	s.MalformedLate = x.MalformedLate
 	s.StreamErrors, s.Ignored, s.Abandoned, s.KeepAlives = x.StreamErrors, x.Ignored, x.Abandoned, x.KeepAlives
 	s.Reconnects = map[string]int64{}
 	for r, n := range x.Reconnects {
@@ -179,6 +183,9 @@ func (s *summary) print(w io.Writer) {
 	if s.Mode != "load" {
 		fmt.Fprintf(&b, "  stream     received %d lines: %d tweets (%d emitted, %d deduplicated, %d abandoned), %d malformed, %d stream errors; %d keep-alives",
 			s.Received, s.Tweets, s.Emitted, s.Deduplicated, s.Abandoned, s.Malformed, s.StreamErrors, s.KeepAlives)
+		if s.MalformedLate > 0 {
+			fmt.Fprintf(&b, "; %d emitted found malformed by the processors", s.MalformedLate)
+		}
 		if s.Served > 0 {
 			fmt.Fprintf(&b, "; the embedded fake served %d", s.Served)
 		}

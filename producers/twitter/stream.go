@@ -55,6 +55,7 @@ type Stream struct {
 
 	state atomic.Int32
 	c     counters
+	late  lateState // Decode's malformed lines
 }
 
 // clock is the stream's time source; tests replace it.
@@ -399,6 +400,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 		errLog     = ratelog.Limiter{Every: time.Second}
 		disconnect *Problem
 		gotData    bool
+		slab       []byte // DeferDecode: where lines are copied
 	)
 	for {
 		n, rerr := lr.fill()
@@ -424,6 +426,18 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				})
 				continue
 			}
+			if s.cfg.DeferDecode {
+				if id, ok := peekTweet(raw); ok {
+					s.c.received.Add(1)
+					s.c.tweets.Add(1)
+					if s.dedup != nil && s.dedup.seen(id) {
+						s.c.deduplicated.Add(1)
+						continue
+					}
+					msgs = append(msgs, stages.Message[Tweet]{Data: deferredTweet(&slab, raw, id, now, off)})
+					continue
+				}
+			}
 			if err := Decode(raw, &line); err != nil {
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
@@ -443,7 +457,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 					s.c.deduplicated.Add(1)
 					continue
 				}
-				line.Tweet.ReceivedAt = now
+				line.Tweet.ReceivedAt, line.Tweet.Offset = now, off
 				msgs = append(msgs, stages.Message[Tweet]{Data: line.Tweet})
 			case KindError:
 				s.c.received.Add(1)

@@ -50,6 +50,14 @@ type Config struct {
 	// Processors is the number of processor goroutines. Default
 	// 2 × GOMAXPROCS.
 	Processors int
+	// DecodeInProducer makes the stream decode every line itself. By
+	// default it only frames lines (twitter.Config.DeferDecode) and the
+	// processors decode the tweets, in parallel, before Enrich: the
+	// tweets a full buffer drops are never decoded. A line only the
+	// processor's decode finds malformed fails its message with a
+	// *twitter.LateMalformedError (counted in the stream's
+	// Stats.MalformedLate).
+	DecodeInProducer bool
 	// BufferSize is how many tweets the stream's stage holds that
 	// processors have not asked for yet. Default 10,000.
 	BufferSize int
@@ -225,6 +233,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 			cfg.Logger.Info("tweets: resuming: the first connection asks for what the last run did not store", "from", from)
 		}
 	}
+	cfg.Stream.DeferDecode = !cfg.DecodeInProducer
 	p.stream = twitter.NewStream(cfg.Stream)
 	batchers := make(map[string]topology.BatcherSpec[twitter.Tweet], len(cfg.Batchers)+2)
 	for name, b := range cfg.Batchers {
@@ -279,6 +288,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: p.stream, BufferSize: cfg.BufferSize, Keep: cfg.Keep},
 		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.Processors,
 			Handle: func(ctx context.Context, m *stages.Message[twitter.Tweet]) error {
+				if err := p.stream.Decode(&m.Data); err != nil {
+					return err
+				}
 				if err := Enrich(ctx, m); err != nil {
 					return err
 				}
