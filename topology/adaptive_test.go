@@ -228,3 +228,42 @@ func TestConcurrencyBoundsValidated(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAdaptiveConcurrency runs 100-message batches into a kneeSink
+// (4 slots, 2ms a batch within them, slower per batch and in total past
+// them) with a fixed pool of 1, 2, 4, 8 and 16 batch processors, and with
+// an adaptive pool of 1..16 starting at 1, side by side; msgs/s is what
+// the sink took, limit the adaptive pool's limit at the end.
+func BenchmarkAdaptiveConcurrency(b *testing.B) {
+	type pool struct {
+		name          string
+		conc, maxConc int
+	}
+	pools := []pool{{"fixed=1", 1, 0}, {"fixed=2", 2, 0}, {"fixed=4", 4, 0}, {"fixed=8", 8, 0}, {"fixed=16", 16, 0},
+		{"adaptive=1..16", 1, 16}}
+	for _, pl := range pools {
+		b.Run(pl.name, func(b *testing.B) {
+			sink := &kneeSink{knee: 4, base: 2 * time.Millisecond}
+			top := mustNew(b, topology.Spec[int]{
+				Producer:   topology.ProducerSpec[int]{Producer: &countingProducer{n: b.N}},
+				Processors: topology.ProcessorSpec[int]{Concurrency: 2, Handle: func(context.Context, *stages.Message[int]) error { return nil }},
+				Batchers: map[string]topology.BatcherSpec[int]{"sink": {BatchSize: 100, BatchTimeout: 10 * time.Millisecond,
+					Concurrency: pl.conc, MaxConcurrency: pl.maxConc, Handle: sink.handle}},
+			})
+			b.ResetTimer()
+			start := time.Now()
+			if err := top.Run(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			s := top.Stats()
+			if s.Acked != int64(b.N) {
+				b.Fatalf("acked %d of %d", s.Acked, b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
+			b.ReportMetric(float64(s.Batchers[0].Concurrency), "limit")
+			b.ReportMetric(float64(sink.peak.Load()), "peak")
+		})
+	}
+}
