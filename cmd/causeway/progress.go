@@ -44,7 +44,7 @@ func (p *progress) show(x twitter.Stats, s stages.Stats) {
 	if dt < p.every {
 		return
 	}
-	recv, acked := x.Tweets, s.Acked // acked: stored by every sink (or held in a spill)
+	recv, acked := x.Tweets, stored(s) // stored by every sink, not what waits in a spill
 	rate := float64(recv-p.lastRecv) / dt.Seconds()
 	ackRate := float64(acked-p.lastAck) / dt.Seconds()
 	p.last, p.lastRecv, p.lastAck = now, recv, acked

@@ -87,21 +87,31 @@ type hashtagCount struct {
 	Tweets int64  `json:"tweets"`
 }
 
+// stored counts the tweets every sink holds: acknowledged, less what still
+// waits in a spill.
+func stored(s stages.Stats) int64 {
+	n := s.Acked
+	for _, b := range s.Batchers {
+		if sp := b.Spill; sp != nil {
+			n -= int64(sp.Records)
+		}
+	}
+	return max(n, 0)
+}
+
 func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 	sum := &summary{
 		Mode: mode, Emitted: s.Producer.Emitted, Dropped: s.Dropped, Acked: s.Acked, Failed: s.Failed, Unfinished: s.InFlight,
 		Batchers: map[string]batcherSummary{}, DurationSeconds: elapsed.Seconds(), KafkaTopicRecords: -1,
 	}
-	sum.Stored = s.Acked
+	sum.Stored = stored(s)
 	for _, b := range s.Batchers {
 		bs := batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
 		if sp := b.Spill; sp != nil {
 			bs.Spilled, bs.Replayed, bs.SpillWaiting = sp.Spilled, sp.Replayed, int64(sp.Records)
-			sum.Stored -= int64(sp.Records)
 		}
 		sum.Batchers[b.Name] = bs
 	}
-	sum.Stored = max(sum.Stored, 0)
 	sum.KafkaRecords = sum.Batchers["kafka"].Acked - sum.Batchers["kafka"].SpillWaiting
 	sum.PostgresRows = sum.Batchers["postgres"].Acked - sum.Batchers["postgres"].SpillWaiting
 	if elapsed > 0 {
