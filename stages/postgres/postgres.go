@@ -338,31 +338,36 @@ func (s *Sink[T]) write(ctx context.Context, rows [][]any, msgs []*stages.Messag
 // halves; it fails each row Postgres rejects on its own with that row's
 // error, and every row it could not try with the error that stopped it.
 func (s *Sink[T]) isolate(ctx context.Context, rows [][]any, msgs []*stages.Message[T], err error) (stop error) {
-	// A COPY names the line (row) it stopped at: fail that row and write
-	// the others again, one more COPY per bad row rather than a split of
-	// the whole batch for each.
-	for {
-		n := copyLine(err)
-		if n < 1 || n > len(rows) {
-			break
-		}
+	// A COPY names the line (row) it stopped at: fail that row; the rows
+	// before it passed, so write them again, and go on with the rows after
+	// it. Each row is then copied about twice however many rows are bad,
+	// rather than the whole batch once more per bad row.
+	if n := copyLine(err); n >= 1 && n <= len(rows) {
 		msgs[n-1].Fail(&RowError{Table: s.name, Err: err})
-		rows = append(rows[:n-1:n-1], rows[n:]...)
-		msgs = append(msgs[:n-1:n-1], msgs[n:]...)
-		if len(rows) == 0 {
-			return nil
-		}
-		err = s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, rows) })
-		switch {
-		case err == nil:
-			return nil
-		case !isDataError(err):
-			stop = fmt.Errorf("postgres: write %d rows into %s: %w", len(rows), s.table.Sanitize(), err)
-			for _, msg := range msgs {
-				msg.Fail(stop)
+		for _, part := range [2][2]int{{0, n - 1}, {n, len(rows)}} {
+			r, m := rows[part[0]:part[1]], msgs[part[0]:part[1]]
+			if len(r) == 0 {
+				continue
 			}
-			return stop
+			if stop != nil {
+				for _, msg := range m {
+					msg.Fail(stop)
+				}
+				continue
+			}
+			err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, r) })
+			switch {
+			case err == nil:
+			case isDataError(err):
+				stop = s.isolate(ctx, r, m, err)
+			default:
+				stop = fmt.Errorf("postgres: write %d rows into %s: %w", len(r), s.table.Sanitize(), err)
+				for _, msg := range m {
+					msg.Fail(stop)
+				}
+			}
 		}
+		return stop
 	}
 	if len(rows) == 1 {
 		msgs[0].Fail(&RowError{Table: s.name, Err: err})
