@@ -250,24 +250,10 @@ func (s *Stream) Decode(t *Tweet) error {
 }
 
 // deferredTweet is what the stream emits for a tweet line under
-// DeferDecode: a copy of the line and what de-duplication and the resume
-// point need. The copy is carved from *slab (a block shared by the lines
-// read after one another, so that copying a line is not an allocation of
-// its own); a line that does not fit starts a new block.
-func deferredTweet(slab *[]byte, raw []byte, id string, now time.Time, off int64) Tweet {
-	s := *slab
-	if cap(s)-len(s) < len(raw) {
-		if len(raw) > slabSize/4 {
-			return Tweet{ID: id, Raw: append(make([]byte, 0, len(raw)), raw...), ReceivedAt: now, Offset: off, deferred: true}
-		}
-		s = make([]byte, 0, slabSize)
-	}
-	n := len(s)
-	s = append(s, raw...)
-	*slab = s
-	return Tweet{ID: id, Raw: s[n:len(s):len(s)], ReceivedAt: now, Offset: off, deferred: true}
+// DeferDecode: the line itself, left where the line reader read it (it
+// keeps every buffer it filled: lineReader.keep), and what de-duplication
+// and the resume point need. The line is capped, so appending to Raw
+// copies.
+func deferredTweet(raw []byte, id string, now time.Time, off int64) Tweet {
+	return Tweet{ID: id, Raw: raw[:len(raw):len(raw)], ReceivedAt: now, Offset: off, deferred: true}
 }
-
-// slabSize is the size of the blocks deferred tweets' lines are copied
-// into. A block lives as long as one of its tweets does.
-const slabSize = 64 << 10

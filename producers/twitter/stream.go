@@ -393,6 +393,7 @@ func (s *Stream) problem(resp *http.Response, op string) *HTTPError {
 // and decodes lines, and emits each read's tweets in one call.
 func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.Reader, wd *watchdog) result {
 	lr := newLineReader(body, s.cfg.MaxLineSize)
+	lr.keep = s.cfg.DeferDecode // deferred tweets keep their line where it was read
 	var (
 		line       Line
 		msgs       []stages.Message[Tweet]
@@ -400,7 +401,6 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 		errLog     = ratelog.Limiter{Every: time.Second}
 		disconnect *Problem
 		gotData    bool
-		slab       []byte // DeferDecode: where lines are copied
 	)
 	for {
 		n, rerr := lr.fill()
@@ -434,7 +434,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 						s.c.deduplicated.Add(1)
 						continue
 					}
-					msgs = append(msgs, stages.Message[Tweet]{Data: deferredTweet(&slab, raw, id, now, off)})
+					msgs = append(msgs, stages.Message[Tweet]{Data: deferredTweet(raw, id, now, off)})
 					continue
 				}
 			}
