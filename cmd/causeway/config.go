@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/causeway-go/causeway/stages/archive"
+	"github.com/causeway-go/causeway/topologies/tweets"
 	"github.com/causeway-go/causeway/topology"
 )
 
@@ -63,9 +64,11 @@ type config struct {
 	kafkaBatchSize    int
 	kafkaBatchTimeout time.Duration
 	kafkaConcurrency  int
+	kafkaMaxConc      int
 	pgBatchSize       int
 	pgBatchTimeout    time.Duration
 	pgConcurrency     int
+	pgMaxConc         int
 	shutdownTimeout   time.Duration
 	connectTimeout    time.Duration
 	spillDir          string
@@ -81,6 +84,7 @@ type config struct {
 	summaryJSON string
 	logLevel    string
 	progress    time.Duration
+	cpuProfile  string
 }
 
 const usageHeader = `causeway runs the reference tweet topology: an X API v2 stream (HTTP/2) ->
@@ -147,10 +151,12 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.intVar(&c.buffer, "buffer", "", 10_000, "producer buffer size in tweets; a full buffer drops the oldest (counted)")
 	fs.intVar(&c.kafkaBatchSize, "kafka-batch-size", "", 500, "tweets per Kafka batch")
 	fs.durationVar(&c.kafkaBatchTimeout, "kafka-batch-timeout", "", 100*time.Millisecond, "longest a partial Kafka batch waits")
-	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 2, "Kafka batch processors")
+	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 0, "Kafka batch processors, fixed; 0 adapts between 1 and -kafka-max-concurrency")
+	fs.intVar(&c.kafkaMaxConc, "kafka-max-concurrency", "", tweets.DefaultMaxConcurrency, "most Kafka batch processors the adaptive pool grows to")
 	fs.intVar(&c.pgBatchSize, "pg-batch-size", "", 5000, "tweets per Postgres batch")
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
-	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
+	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 0, "Postgres batch processors, fixed; 0 adapts between 1 and -pg-max-concurrency")
+	fs.intVar(&c.pgMaxConc, "pg-max-concurrency", "", tweets.DefaultMaxConcurrency, "most Postgres batch processors the adaptive pool grows to")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
 	fs.durationVar(&c.connectTimeout, "connect-timeout", "CAUSEWAY_CONNECT_TIMEOUT", 15*time.Second, "at start, longest to wait for Postgres and Kafka to answer before stopping with an error naming the one that did not")
 	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
@@ -169,6 +175,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
+	fs.stringVar(&c.cpuProfile, "cpuprofile", "", "", "write a CPU profile of the run (go tool pprof) to this `path`")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage()
@@ -224,11 +231,17 @@ func (c *config) validate() error {
 			redactURL(c.databaseURL), redactedErr(err, c.databaseURL))
 	}
 	positive := map[string]int{"-processors": c.processors, "-buffer": c.buffer, "-kafka-batch-size": c.kafkaBatchSize,
-		"-kafka-concurrency": c.kafkaConcurrency, "-pg-batch-size": c.pgBatchSize, "-pg-concurrency": c.pgConcurrency}
-	for _, name := range []string{"-processors", "-buffer", "-kafka-batch-size", "-kafka-concurrency", "-pg-batch-size", "-pg-concurrency"} {
+		"-kafka-max-concurrency": c.kafkaMaxConc, "-pg-batch-size": c.pgBatchSize, "-pg-max-concurrency": c.pgMaxConc}
+	for _, name := range []string{"-processors", "-buffer", "-kafka-batch-size", "-kafka-max-concurrency", "-pg-batch-size", "-pg-max-concurrency"} {
 		if v := positive[name]; v <= 0 {
 			bad("%s must be > 0, got %d", name, v)
 		}
+	}
+	if c.kafkaConcurrency < 0 {
+		bad("-kafka-concurrency must be >= 0 (0 adapts), got %d", c.kafkaConcurrency)
+	}
+	if c.pgConcurrency < 0 {
+		bad("-pg-concurrency must be >= 0 (0 adapts), got %d", c.pgConcurrency)
 	}
 	durations := map[string]time.Duration{"-kafka-batch-timeout": c.kafkaBatchTimeout, "-pg-batch-timeout": c.pgBatchTimeout,
 		"-shutdown-timeout": c.shutdownTimeout, "-connect-timeout": c.connectTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,

@@ -513,6 +513,9 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-database-url", "postgres://x/y"}, map[string]string{"LOG_LEVEL": "loud"}, "-log-level: want debug, info, warn or error"},
 		{[]string{"-database-url", "postgres://x/y", "-max-tweets", "ten"}, nil, `invalid value "ten" for flag -max-tweets`},
 		{[]string{"-database-url", "postgres://x/y"}, map[string]string{"TWITTER_STREAM_URL": "%zz"}, `-stream-url "%zz"`},
+		{[]string{"-database-url", "postgres://x/y", "-pg-concurrency", "-1"}, nil, "-pg-concurrency must be >= 0 (0 adapts), got -1"},
+		{[]string{"-database-url", "postgres://x/y", "-kafka-max-concurrency", "0"}, nil, "-kafka-max-concurrency must be > 0, got 0"},
+		{[]string{"-database-url", "postgres://x/y", "-pg-concurrency", "3"}, nil, ""},
 	} {
 		var stderr bytes.Buffer
 		lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
@@ -535,7 +538,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	for _, f := range []string{"-stream-url", "TWITTER_STREAM_URL", "-bearer-token", "TWITTER_BEARER_TOKEN", "-rules", "-kafka-brokers",
 		"KAFKA_BROKERS", "-kafka-topic", "-database-url", "DATABASE_URL", "-processors", "-buffer", "-kafka-batch-size",
 		"-kafka-batch-timeout", "-pg-batch-size", "-pg-batch-timeout", "-max-tweets", "-duration", "-metrics-addr",
-		"-summary-json", "-log-level", "-pg-table", "causeway load"} {
+		"-summary-json", "-log-level", "-pg-table", "-pg-max-concurrency", "-kafka-max-concurrency", "-cpuprofile", "causeway load"} {
 		if !strings.Contains(stderr.String(), f) {
 			t.Errorf("-h does not mention %s", f)
 		}

@@ -42,7 +42,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, DeadLetterTopic: cfg.dlqTopic,
 		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}},
+				Concurrency: cfg.pgConcurrency, MaxConcurrency: adaptiveMax(cfg.pgConcurrency, cfg.pgMaxConc)}},
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
 		HandleFailed:    dashboard.HandleFailed(errs, newFailureLog(log).handle),

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -66,7 +68,11 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 	}
 	if cfg.kafkaBrokers == "" && cfg.mode != "archive" {
 		var err error
-		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"))
+		// kfake keeps each partition's log in memory, in segments that grow
+		// by doubling; 4 MiB segments (not 100) keep that growth from copying
+		// and faulting in far more memory than the records take.
+		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"),
+			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(4 << 20)}))
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("embedded Kafka: %w", err)
@@ -88,6 +94,11 @@ func randomToken() string {
 // In archive mode the only batcher is "archive": no Kafka, no Postgres.
 func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer, hup <-chan os.Signal) error {
 	archiveOnly := cfg.mode == "archive"
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	emb, err := startEmbedded(cfg, log)
 	if err != nil {
 		return err
@@ -145,10 +156,10 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 		}
 		tcfg.Kafka = tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
-				Concurrency: cfg.kafkaConcurrency}}
+				Concurrency: cfg.kafkaConcurrency, MaxConcurrency: adaptiveMax(cfg.kafkaConcurrency, cfg.kafkaMaxConc)}}
 		tcfg.Postgres = tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}}
+				Concurrency: cfg.pgConcurrency, MaxConcurrency: adaptiveMax(cfg.pgConcurrency, cfg.pgMaxConc)}}
 		tcfg.Spill = tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes}
 		tcfg.StateFile = cfg.streamStateFile()
 		if dlq, err = newStreamDeadLetter(cfg, log); err != nil {
@@ -352,4 +363,30 @@ func (c *config) streamStateFile() string {
 		return c.stateFile
 	}
 	return filepath.Join(c.spillDir, "stream-state.json")
+}
+
+// adaptiveMax is a batcher's MaxConcurrency: none when the flag fixed the
+// pool, else the flag's bound.
+func adaptiveMax(fixed, bound int) int {
+	if fixed > 0 {
+		return 0
+	}
+	return bound
+}
+
+// startCPUProfile writes a CPU profile to path (none when path is "")
+// until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -28,10 +28,13 @@ type summary struct {
 	Emitted      int64 `json:"emitted"`
 	Deduplicated int64 `json:"deduplicated"`
 	Malformed    int64 `json:"malformed"`
-	StreamErrors int64 `json:"stream_errors"`
-	Ignored      int64 `json:"ignored"`
-	Abandoned    int64 `json:"abandoned"`
-	KeepAlives   int64 `json:"keep_alives"`
+	// MalformedLate: tweet lines the processors found malformed when they
+	// decoded them (within emitted, and failed).
+	MalformedLate int64 `json:"malformed_late"`
+	StreamErrors  int64 `json:"stream_errors"`
+	Ignored       int64 `json:"ignored"`
+	Abandoned     int64 `json:"abandoned"`
+	KeepAlives    int64 `json:"keep_alives"`
 	// Topology accounting: emitted = acked + failed + dropped + unfinished.
 	Dropped    int64 `json:"dropped"`
 	Acked      int64 `json:"acked"`
@@ -90,24 +93,33 @@ type hashtagCount struct {
 	Tweets int64  `json:"tweets"`
 }
 
+// stored counts the tweets every sink holds: acknowledged, less what still
+// waits in a spill and what a replay from it then failed for good
+// (dead-lettered).
+func stored(s stages.Stats) int64 {
+	n := s.Acked
+	for _, b := range s.Batchers {
+		if sp := b.Spill; sp != nil {
+			n -= int64(sp.Records) + sp.ReplayFailed
+		}
+	}
+	return max(n, 0)
+}
+
 func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 	sum := &summary{
 		Mode: mode, Emitted: s.Producer.Emitted, Dropped: s.Dropped, Acked: s.Acked, Failed: s.Failed, Unfinished: s.InFlight,
 		Batchers: map[string]batcherSummary{}, DurationSeconds: elapsed.Seconds(), KafkaTopicRecords: -1,
 	}
-	sum.Stored = s.Acked
+	sum.Stored = stored(s)
 	for _, b := range s.Batchers {
 		bs := batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
 		if sp := b.Spill; sp != nil {
 			bs.Spilled, bs.Replayed, bs.SpillWaiting = sp.Spilled, sp.Replayed, int64(sp.Records)
 			bs.ReplayFailed = sp.ReplayFailed
-			// Held in a spill is acknowledged, not yet stored; replayed
-			// and then refused for good (dead-lettered) is not stored.
-			sum.Stored -= int64(sp.Records) + sp.ReplayFailed
 		}
 		sum.Batchers[b.Name] = bs
 	}
-	sum.Stored = max(sum.Stored, 0)
 	k, pg := sum.Batchers["kafka"], sum.Batchers["postgres"]
 	sum.KafkaRecords = k.Acked - k.SpillWaiting - k.ReplayFailed
 	sum.PostgresRows = pg.Acked - pg.SpillWaiting - pg.ReplayFailed
@@ -121,6 +133,7 @@ func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 
 func (s *summary) addStream(x twitter.Stats) {
 	s.Received, s.Tweets, s.Deduplicated, s.Malformed = x.Received, x.Tweets, x.Deduplicated, x.Malformed
+	s.MalformedLate = x.MalformedLate
 	s.StreamErrors, s.Ignored, s.Abandoned, s.KeepAlives = x.StreamErrors, x.Ignored, x.Abandoned, x.KeepAlives
 	s.Reconnects = map[string]int64{}
 	for r, n := range x.Reconnects {
@@ -189,6 +202,9 @@ func (s *summary) print(w io.Writer) {
 	if s.Mode != "load" {
 		fmt.Fprintf(&b, "  stream     received %d lines: %d tweets (%d emitted, %d deduplicated, %d abandoned), %d malformed, %d stream errors; %d keep-alives",
 			s.Received, s.Tweets, s.Emitted, s.Deduplicated, s.Abandoned, s.Malformed, s.StreamErrors, s.KeepAlives)
+		if s.MalformedLate > 0 {
+			fmt.Fprintf(&b, "; %d emitted found malformed by the processors", s.MalformedLate)
+		}
 		if s.Served > 0 {
 			fmt.Fprintf(&b, "; the embedded fake served %d", s.Served)
 		}

@@ -27,7 +27,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -213,6 +215,20 @@ type Sink[T any] struct {
 	log     *slog.Logger
 	tables  []*target // the main table first, then Config.Also's
 	also    []func(m *stages.Message[T]) ([]any, error)
+	direct  struct {
+		conflicts atomic.Int64 // direct COPYs that conflicted and were staged instead
+	}
+}
+
+// StagedBatches returns how many batches (or parts of batches, while bad
+// rows are isolated) conflicted with rows stored already and were written
+// through the staging table instead of straight into the target.
+func (s *Sink[T]) StagedBatches() int64 { return s.direct.conflicts.Load() }
+
+// direct reports whether batches may be copied straight into the table:
+// one table, no upsert (an upsert always goes through the staging table).
+func (s *Sink[T]) directOK() bool {
+	return len(s.tables) == 1 && len(s.tables[0].keyIdx) == 0
 }
 
 // target is one table a sink writes and its statements.
@@ -455,7 +471,7 @@ func (s *Sink[T]) rowsOf(m *stages.Message[T]) (msgRows, error) {
 // batch was split, the rows not written yet are failed with it; otherwise
 // it is returned, failing the whole batch.
 func (s *Sink[T]) write(ctx context.Context, rows []msgRows, msgs []*stages.Message[T]) error {
-	err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.copyMove(ctx, rows) })
+	err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, rows) })
 	if err == nil {
 		return nil
 	}
@@ -471,6 +487,37 @@ func (s *Sink[T]) write(ctx context.Context, rows []msgRows, msgs []*stages.Mess
 // halves; it fails each row Postgres rejects on its own with that row's
 // error, and every row it could not try with the error that stopped it.
 func (s *Sink[T]) isolate(ctx context.Context, rows []msgRows, msgs []*stages.Message[T], err error) (stop error) {
+	// A COPY names the line (row) it stopped at: fail that row; the rows
+	// before it passed, so write them again, and go on with the rows after
+	// it. Each row is then copied about twice however many rows are bad,
+	// rather than the whole batch once more per bad row.
+	if n := copyLine(err); s.directOK() && n >= 1 && n <= len(rows) {
+		msgs[n-1].Fail(&RowError{Table: s.name, Err: err})
+		for _, part := range [2][2]int{{0, n - 1}, {n, len(rows)}} {
+			r, m := rows[part[0]:part[1]], msgs[part[0]:part[1]]
+			if len(r) == 0 {
+				continue
+			}
+			if stop != nil {
+				for _, msg := range m {
+					msg.Fail(stop)
+				}
+				continue
+			}
+			err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, r) })
+			switch {
+			case err == nil:
+			case isDataError(err):
+				stop = s.isolate(ctx, r, m, err)
+			default:
+				stop = fmt.Errorf("postgres: write %d rows into %s: %w", len(r), s.table.Sanitize(), err)
+				for _, msg := range m {
+					msg.Fail(stop)
+				}
+			}
+		}
+		return stop
+	}
 	if len(rows) == 1 {
 		msgs[0].Fail(&RowError{Table: s.name, Err: err})
 		return nil
@@ -484,7 +531,7 @@ func (s *Sink[T]) isolate(ctx context.Context, rows []msgRows, msgs []*stages.Me
 			}
 			continue
 		}
-		err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.copyMove(ctx, r) })
+		err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, r) })
 		switch {
 		case err == nil:
 		case isDataError(err):
@@ -497,6 +544,69 @@ func (s *Sink[T]) isolate(ctx context.Context, rows []msgRows, msgs []*stages.Me
 		}
 	}
 	return stop
+}
+
+// store writes rows. A sink of one table without upserts copies them
+// straight into the table first (one
+// statement, atomic by itself, each row written once); when that COPY
+// violates a unique or exclusion constraint (some rows are stored
+// already, or repeat within the batch), by copyMove, which skips the
+// repeats. A violation of another constraint fails copyMove again, as the
+// data error it is.
+func (s *Sink[T]) store(ctx context.Context, rows []msgRows) error {
+	if !s.directOK() {
+		return s.copyMove(ctx, rows)
+	}
+	main := make([][]any, len(rows))
+	for i, r := range rows {
+		main[i] = r[0]
+	}
+	_, err := s.pool.CopyFrom(ctx, s.table, s.columns, pgx.CopyFromRows(main))
+	if err == nil || !isConflict(err) {
+		if err != nil {
+			err = fmt.Errorf("copy into table: %w", err)
+		}
+		return err
+	}
+	s.direct.conflicts.Add(1)
+	return s.copyMove(ctx, rows)
+}
+
+// copyLine returns the line (1-based row of the batch) at which a COPY
+// failed, from the context Postgres gives its error ("COPY posts, line 7,
+// column raw: …"), or 0 when err names none (the staged INSERT, say).
+func copyLine(err error) int {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return 0
+	}
+	// Where is a stack of contexts, innermost first, one a line.
+	for _, ctx := range strings.Split(pgErr.Where, "\n") {
+		if !strings.HasPrefix(ctx, "COPY ") {
+			continue
+		}
+		_, after, ok := strings.Cut(ctx, ", line ")
+		if !ok {
+			return 0
+		}
+		end := 0
+		for end < len(after) && after[end] >= '0' && after[end] <= '9' {
+			end++
+		}
+		n, err := strconv.Atoi(after[:end])
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	return 0
+}
+
+// isConflict reports whether err is a unique_violation or an
+// exclusion_violation: what ON CONFLICT DO NOTHING can skip.
+func isConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "23P01")
 }
 
 // copyMove runs one batch transaction: for each table, COPY into its

@@ -50,6 +50,14 @@ type Config struct {
 	// Processors is the number of processor goroutines. Default
 	// 2 × GOMAXPROCS.
 	Processors int
+	// DecodeInProducer makes the stream decode every line itself. By
+	// default it only frames lines (twitter.Config.DeferDecode) and the
+	// processors decode the tweets, in parallel, before Enrich: the
+	// tweets a full buffer drops are never decoded. A line only the
+	// processor's decode finds malformed fails its message with a
+	// *twitter.LateMalformedError (counted in the stream's
+	// Stats.MalformedLate).
+	DecodeInProducer bool
 	// BufferSize is how many tweets the stream's stage holds that
 	// processors have not asked for yet. Default 10,000.
 	BufferSize int
@@ -103,8 +111,9 @@ type KafkaConfig struct {
 	// Topic is where the tweets go. Default "tweets".
 	Topic string
 	// Batcher is the "kafka" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 500, a 100ms timeout and 2 batch
-	// processors.
+	// fields default to batches of 500, a 100ms timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Options, if set, adjusts the sink's configuration (compression,
 	// timeouts, librdkafka properties) before it starts.
@@ -125,12 +134,17 @@ type PostgresConfig struct {
 	// "tweets".
 	Table string
 	// Batcher is the "postgres" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 5,000, a 1s timeout and 2 batch
-	// processors.
+	// fields default to batches of 5,000, a 1s timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Retry bounds the retries of transient errors.
 	Retry postgres.Retry
 }
+
+// DefaultMaxConcurrency bounds the adaptive pools of the Kafka and
+// Postgres batchers when their Batcher spec sets no concurrency.
+const DefaultMaxConcurrency = 8
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -157,8 +171,11 @@ func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout ti
 	if b.BatchTimeout == 0 {
 		b.BatchTimeout = timeout
 	}
+	if b.Concurrency == 0 && b.MaxConcurrency == 0 {
+		b.MaxConcurrency = DefaultMaxConcurrency
+	}
 	if b.Concurrency == 0 {
-		b.Concurrency = 2
+		b.Concurrency = min(2, b.MaxConcurrency)
 	}
 	return b
 }
@@ -221,6 +238,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 				"from", st.LastStored, "stored_ids", len(st.StoredIDs))
 		}
 	}
+	cfg.Stream.DeferDecode = !cfg.DecodeInProducer
 	p.stream = twitter.NewStream(cfg.Stream)
 	batchers := make(map[string]topology.BatcherSpec[twitter.Tweet], len(cfg.Batchers)+2)
 	for name, b := range cfg.Batchers {
@@ -285,6 +303,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: p.stream, BufferSize: cfg.BufferSize, Keep: cfg.Keep},
 		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.Processors,
 			Handle: func(ctx context.Context, m *stages.Message[twitter.Tweet]) error {
+				if err := p.stream.Decode(&m.Data); err != nil {
+					return err
+				}
 				if err := Enrich(ctx, m); err != nil {
 					return err
 				}
