@@ -63,8 +63,8 @@ type spiller[T any] struct {
 	stopWait   context.CancelFunc
 
 	spilled, replayed, replayFailed, encodeFailed atomic.Int64
-	down                                          atomic.Bool // the last replay attempt failed
-	lastLog                                       time.Time
+	down                                          atomic.Bool  // the last replay attempt failed
+	lastLog                                       atomic.Int64 // unix nanos; replays run concurrently
 }
 
 func openSpill[T any](b *batcher[T], cfg SpillConfig[T]) (*spiller[T], error) {
@@ -297,8 +297,9 @@ func (s *spiller[T]) replay(ctx context.Context, msgs []*Message[T], attempt int
 			continue
 		}
 		if !IsPermanent(m.err) {
-			if !s.down.Swap(true) || time.Since(s.lastLog) > time.Minute {
-				s.lastLog = time.Now()
+			now := time.Now().UnixNano()
+			last := s.lastLog.Load()
+			if (!s.down.Swap(true) || time.Duration(now-last) > time.Minute) && s.lastLog.CompareAndSwap(last, now) {
 				b.e.cfg.Logger.Warn("stages: sink still failing; spill kept for later replay",
 					"batcher", b.cfg.Name, "spilled_records", s.log.Len(), "err", m.err)
 			}
