@@ -89,6 +89,10 @@ type Config[T any] struct {
 	// timeouts above, ...). enable.auto.commit and enable.auto.offset.store
 	// are always false.
 	Properties ckafka.ConfigMap
+	// OffsetStore, if set, is where each assigned partition starts: the
+	// stored offset (exactly-once with a transactional sink), or the
+	// beginning when none is stored. Offsets are still committed to Kafka.
+	OffsetStore OffsetStore
 	// Logger receives the consumer's logs and librdkafka's. Default
 	// slog.Default().
 	Logger *slog.Logger

@@ -41,6 +41,8 @@ type member[T any] struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	fatal error // set by rebalance when the offset store cannot be read; Run returns it
 }
 
 func (c *Consumer[T]) newMember(id int) (*member[T], error) {
@@ -73,6 +75,12 @@ func (m *member[T]) run(ctx context.Context, out *stages.Emitter[T]) error {
 		lastCommit = time.Now()
 	)
 	for {
+		m.mu.Lock()
+		fatal := m.fatal
+		m.mu.Unlock()
+		if fatal != nil {
+			return fatal
+		}
 		if time.Since(lastCommit) >= cfg.CommitInterval {
 			m.commit(nil)
 			m.c.commitTicks.Add(1)
@@ -350,6 +358,15 @@ func (m *member[T]) rebalance(cons *ckafka.Consumer, ev ckafka.Event) error {
 	cooperative := cons.GetRebalanceProtocol() == "COOPERATIVE"
 	switch e := ev.(type) {
 	case ckafka.AssignedPartitions:
+		if m.c.cfg.OffsetStore != nil {
+			if err := m.startOffsets(e.Partitions); err != nil {
+				m.log.Error("kafka: cannot start the assigned partitions without the offset store", "err", err)
+				m.mu.Lock()
+				m.fatal = err
+				m.mu.Unlock()
+				return nil
+			}
+		}
 		m.mu.Lock()
 		for _, tp := range e.Partitions {
 			m.gen++
