@@ -92,7 +92,12 @@ type TxBatch[T any] struct {
 
 	parts  map[partKey]*PartitionState
 	failed map[*stages.Message[T]]error
+	hooks  *[]func()
 }
+
+// OnCommit registers f to run after the transaction commits (for counters
+// that must not count a try that was rolled back).
+func (b *TxBatch[T]) OnCommit(f func()) { *b.hooks = append(*b.hooks, f) }
 
 // PartitionState is a partition's row in the offsets table, as this
 // transaction sees it.
@@ -360,7 +365,7 @@ func (s *TxSink[T]) transact(ctx context.Context, msgs []positioned[T]) (*txResu
 	if err != nil {
 		return nil, err
 	}
-	batch := &TxBatch[T]{parts: parts, failed: map[*stages.Message[T]]error{}}
+	batch := &TxBatch[T]{parts: parts, failed: map[*stages.Message[T]]error{}, hooks: new([]func())}
 	res := &txResult[T]{}
 	next := map[partKey]int64{}
 	for _, p := range msgs {
@@ -396,6 +401,9 @@ func (s *TxSink[T]) transact(ctx context.Context, msgs []positioned[T]) (*txResu
 	}
 	res.applied = len(batch.Messages)
 	res.failed = batch.failed
+	for _, f := range *batch.hooks {
+		f()
+	}
 	return res, nil
 }
 
@@ -430,12 +438,12 @@ func (s *TxSink[T]) isolate(ctx context.Context, tx pgx.Tx, batch *TxBatch[T], m
 	for k, st := range batch.parts {
 		saved[k] = bytes.Clone(st.State)
 	}
-	failedBefore := len(batch.failed)
+	failedBefore, hooksBefore := len(batch.failed), len(*batch.hooks)
 	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return err
 	}
-	sub := &TxBatch[T]{Messages: msgs, parts: batch.parts, failed: batch.failed}
+	sub := &TxBatch[T]{Messages: msgs, parts: batch.parts, failed: batch.failed, hooks: batch.hooks}
 	err = s.safeApply(ctx, sp, sub)
 	if err == nil {
 		return sp.Commit(ctx)
@@ -449,6 +457,7 @@ func (s *TxSink[T]) isolate(ctx context.Context, tx pgx.Tx, batch *TxBatch[T], m
 	for k, st := range batch.parts {
 		st.State = saved[k]
 	}
+	*batch.hooks = (*batch.hooks)[:hooksBefore]
 	if len(batch.failed) > failedBefore {
 		for _, m := range msgs {
 			delete(batch.failed, m)
