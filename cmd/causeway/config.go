@@ -52,6 +52,7 @@ type config struct {
 	kafkaTopic   string
 	kafkaGroup   string
 	dlqTopic     string // load
+	exactlyOnce  bool   // load
 
 	// Postgres
 	databaseURL string
@@ -138,6 +139,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.kafkaTopic, "kafka-topic", "KAFKA_TOPIC", "tweets", "Kafka topic the tweets go to (and load reads)")
 	fs.stringVar(&c.kafkaGroup, "kafka-group", "KAFKA_GROUP", "causeway-loader", "load: Kafka consumer group id; instances with one id share the topic")
 	fs.stringVar(&c.dlqTopic, "dlq-topic", "KAFKA_DLQ_TOPIC", "", "load: Kafka topic for tweets Postgres refuses for good, before their offsets are committed; empty: <kafka-topic>.dlq, - off (they then hold their partition)")
+	fs.boolVar(&c.exactlyOnce, "exactly-once", "", false, "load: rows and consumed offsets in one Postgres transaction (offsets stored in causeway_offsets, read back at start; dead letters in causeway_dead_letters)")
 	fs.stringVar(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
 	fs.stringVar(&c.pgTable, "pg-table", "PG_TABLE", "tweets", "Postgres table the tweets go to (created or migrated at start)")
 	fs.intVar(&c.processors, "processors", "", procs, "processor goroutines")
