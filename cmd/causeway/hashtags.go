@@ -40,6 +40,8 @@ type hashtagsConfig struct {
 	metricsAddr        string
 	logLevel           string
 	noDedup            bool
+	batchSize          int
+	batchTimeout       time.Duration
 }
 
 const hashtagsUsage = `causeway hashtags counts tweets per hashtag per event-time window, exactly once:
@@ -79,6 +81,8 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
 	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address; empty off")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.intVar(&c.batchSize, "batch-size", "", 2000, "records per transaction (at most)")
+	fs.durationVar(&c.batchTimeout, "batch-timeout", "", 200*time.Millisecond, "longest a partial batch waits for its transaction")
 	fs.boolVar(&c.noDedup, "no-dedup", "", false, "do not de-duplicate tweets by id (one listener only)")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -106,6 +110,9 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	}
 	if c.duration < 0 || c.progress < 0 || c.maxTweets < 0 {
 		bad("-duration, -progress and -max-tweets must be >= 0")
+	}
+	if c.batchSize <= 0 || c.batchTimeout <= 0 {
+		bad("-batch-size and -batch-timeout must be > 0, got %d and %v", c.batchSize, c.batchTimeout)
 	}
 	if c.kafkaTopic == "" || c.kafkaGroup == "" {
 		bad("-kafka-topic and -kafka-group must not be empty")
@@ -186,6 +193,7 @@ func runHashtags(ctx context.Context, cfg *hashtagsConfig, log *slog.Logger, std
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, Table: cfg.table,
 		Postgres: postgres.TxConfig[hashtags.Tweet]{Pool: pool},
 		Windows:  window.Windows{Size: cfg.window, Hop: cfg.hop}, Grace: cfg.grace, NoDedup: cfg.noDedup,
+		BatchSize: cfg.batchSize, BatchTimeout: cfg.batchTimeout,
 		Logger: log,
 	})
 	if err != nil {

@@ -188,4 +188,3 @@ func (p *ExactPipeline) Consumer() *kafka.Consumer[Record] { return p.consumer }
 
 // Sink returns the transactional sink (StoredOffsets, Stats).
 func (p *ExactPipeline) Sink() *postgres.TxSink[Record] { return p.sink }
-
