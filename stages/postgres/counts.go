@@ -1,8 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,17 +54,25 @@ func AddCounts(ctx context.Context, tx pgx.Tx, t CountsTable, counts map[window.
 	if len(counts) == 0 {
 		return nil
 	}
-	starts := make([]time.Time, 0, len(counts))
-	keys := make([]string, 0, len(counts))
-	ns := make([]int64, 0, len(counts))
-	for cell, n := range counts {
-		starts = append(starts, cell.StartTime())
-		keys = append(keys, cell.Key)
-		ns = append(ns, n)
+	// Rows in one order (window, key) in every transaction: concurrent
+	// batches that add to the same cells lock them in the same order and
+	// cannot deadlock.
+	cells := make([]window.Cell[string], 0, len(counts))
+	for cell := range counts {
+		cells = append(cells, cell)
+	}
+	slices.SortFunc(cells, func(a, b window.Cell[string]) int {
+		return cmp.Or(cmp.Compare(a.Start, b.Start), strings.Compare(a.Key, b.Key))
+	})
+	starts := make([]time.Time, len(cells))
+	keys := make([]string, len(cells))
+	ns := make([]int64, len(cells))
+	for i, cell := range cells {
+		starts[i], keys[i], ns[i] = cell.StartTime(), cell.Key, counts[cell]
 	}
 	table, w, k, c := t.cols()
 	_, err := tx.Exec(ctx, fmt.Sprintf(`INSERT INTO %s AS t (%s, %s, %s)
-		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[])
+		SELECT * FROM unnest($1::timestamptz[], $2::text[], $3::bigint[]) ORDER BY 1, 2
 		ON CONFLICT (%s, %s) DO UPDATE SET %s = t.%s + excluded.%s`, table, w, k, c, w, k, c, c, c), starts, keys, ns)
 	if err != nil {
 		return fmt.Errorf("add %d counts to %s: %w", len(counts), t.Name, err)

@@ -325,9 +325,16 @@ func (s *TxSink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 		return cmp.Or(cmp.Compare(a.key.topic, b.key.topic), cmp.Compare(a.key.part, b.key.part), cmp.Compare(a.offset, b.offset))
 	})
 	var res *txResult[T]
+	isolate := false // the first try runs Apply without savepoints
 	err := s.withRetry(ctx, "transaction", func(ctx context.Context) error {
 		var err error
-		res, err = s.transact(ctx, msgs)
+		res, err = s.transact(ctx, msgs, isolate)
+		if !isolate && isDataError(err) {
+			// Postgres refused something: run the transaction again,
+			// isolating the refused messages under savepoints.
+			isolate = true
+			res, err = s.transact(ctx, msgs, true)
+		}
 		return err
 	})
 	if err != nil {
@@ -348,8 +355,10 @@ type txResult[T any] struct {
 	failed           map[*stages.Message[T]]error
 }
 
-// transact runs one try of a batch's transaction.
-func (s *TxSink[T]) transact(ctx context.Context, msgs []positioned[T]) (*txResult[T], error) {
+// transact runs one try of a batch's transaction. Without isolate, Apply
+// runs on the transaction itself and a data error ends it; with isolate,
+// under savepoints that find the messages Postgres refuses.
+func (s *TxSink[T]) transact(ctx context.Context, msgs []positioned[T], isolate bool) (*txResult[T], error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -380,7 +389,11 @@ func (s *TxSink[T]) transact(ctx context.Context, msgs []positioned[T]) (*txResu
 	if len(batch.Messages) == 0 {
 		return res, nil // nothing new: nothing to store
 	}
-	if err := s.isolate(ctx, tx, batch, batch.Messages); err != nil {
+	if isolate {
+		if err := s.isolate(ctx, tx, batch, batch.Messages); err != nil {
+			return nil, err
+		}
+	} else if err := s.safeApply(ctx, tx, batch); err != nil {
 		return nil, err
 	}
 	if err := s.deadLetter(ctx, tx, batch); err != nil {
