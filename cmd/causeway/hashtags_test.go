@@ -156,8 +156,44 @@ func TestHashtagsExactlyOnceThroughKills(t *testing.T) {
 		"-batch-size", "40", "-batch-timeout", "20ms", "-progress", "0", "-log-level", "warn"}
 	killedRuns(t, s.pool, "counts", int64(len(recs)), []float64{0.1, 0.35, 0.6, 0.85}, args...)
 
+	checkCounts(t, s.pool, k, "counts", truth, late, len(recs))
+}
+
+func TestLoadExactlyOnceThroughKills(t *testing.T) {
+	c := testCorpus(t)
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
+	s := newSinks(t, k.Brokers)
+	var recs []*kgo.Record
+	for i, line := range c.lines {
+		recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[i]), Value: line})
+	}
+	k.Produce(t, recs...)
+	args := append([]string{"load", "-exactly-once", "-kafka-group", "eo", "-pg-batch-size", "100", "-pg-batch-timeout", "20ms",
+		"-progress", "0", "-log-level", "warn"}, s.args()...)
+	killedRuns(t, s.pool, "eo", int64(len(recs)), []float64{0.2, 0.5, 0.8}, args...)
 	ctx := context.Background()
-	rows, err := s.pool.Query(ctx, `SELECT window_start, hashtag, tweets FROM hashtag_counts`)
+	var rows, distinct, dead int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT id) FROM tweets`).Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM causeway_dead_letters WHERE consumer_group = 'eo'`).Scan(&dead); err != nil {
+		t.Fatal(err)
+	}
+	if want := len(c.ids) - len(c.nulText); rows != want || distinct != want || dead != len(c.nulText) {
+		t.Fatalf("tweets table %d rows (%d distinct), %d dead letters; want %d rows and %d dead letters", rows, distinct, dead, want, len(c.nulText))
+	}
+	if got := storedSum(ctx, s.pool, "eo"); got != int64(len(recs)) {
+		t.Fatalf("stored offsets sum to %d, want %d", got, len(recs))
+	}
+}
+
+// checkCounts asserts that hashtag_counts holds exactly truth, that the
+// dead-letter table holds the late tweets and the junk records, and that
+// the group's stored offsets are the ends of the partitions.
+func checkCounts(t *testing.T, pool *pgxpool.Pool, k *kafkatest.Cluster, group string, truth windowTruth, late, records int) {
+	t.Helper()
+	ctx := context.Background()
+	rows, err := pool.Query(ctx, `SELECT window_start, hashtag, tweets FROM hashtag_counts`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,8 +223,8 @@ func TestHashtagsExactlyOnceThroughKills(t *testing.T) {
 		t.Fatalf("%d of %d cells differ (%d rows)", diffs, len(truth), len(got))
 	}
 	var deadLate, deadJunk int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE error LIKE '%late%'), count(*) FILTER (WHERE error NOT LIKE '%late%')
-		FROM causeway_dead_letters WHERE consumer_group = 'counts'`).Scan(&deadLate, &deadJunk); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE error LIKE '%late%'), count(*) FILTER (WHERE error NOT LIKE '%late%')
+		FROM causeway_dead_letters WHERE consumer_group = $1`, group).Scan(&deadLate, &deadJunk); err != nil {
 		t.Fatal(err)
 	}
 	if deadLate != late || deadJunk != 6000/400 {
@@ -200,37 +236,60 @@ func TestHashtagsExactlyOnceThroughKills(t *testing.T) {
 	}
 	for p, end := range ends {
 		var stored int64
-		if err := s.pool.QueryRow(ctx, `SELECT next_offset FROM causeway_offsets WHERE consumer_group = 'counts' AND partition = $1`, p).Scan(&stored); err != nil || stored != end {
+		if err := pool.QueryRow(ctx, `SELECT next_offset FROM causeway_offsets WHERE consumer_group = $1 AND partition = $2`, group, p).Scan(&stored); err != nil || stored != end {
 			t.Errorf("partition %d: stored offset %d (%v), want the end %d", p, stored, err, end)
 		}
 	}
-	t.Logf("%d records, %d cells exact; %d late and %d junk dead-lettered", len(recs), len(truth), deadLate, deadJunk)
+	t.Logf("%d records, %d cells exact; %d late and %d junk dead-lettered", records, len(truth), deadLate, deadJunk)
 }
 
-func TestLoadExactlyOnceThroughKills(t *testing.T) {
-	c := testCorpus(t)
-	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
+// Two members of one group share the partitions; one is killed mid-run and
+// its partitions move to the other, which resumes from the stored offsets:
+// the counts stay exact.
+func TestHashtagsTwoMembersOneKilled(t *testing.T) {
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets"))
 	s := newSinks(t, k.Brokers)
-	var recs []*kgo.Record
-	for i, line := range c.lines {
-		recs = append(recs, &kgo.Record{Topic: "tweets", Key: []byte(c.ids[i]), Value: line})
+	recs, truth, late := windowRecords(6000)
+	args := []string{"hashtags", "-kafka-brokers", k.Brokers, "-database-url", s.dbURL, "-kafka-group", "pair",
+		"-batch-size", "20", "-batch-timeout", "20ms", "-progress", "0", "-log-level", "warn"}
+	a, aOut := startChild(t, args...)
+	b, bOut := startChild(t, args...)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, state, err := kafkatest.GroupMembers(context.Background(), k.Brokers, "pair")
+		if err == nil && n == 2 && state == "Stable" {
+			break
+		}
+		if time.Now().After(deadline) {
+			a.Process.Kill()
+			b.Process.Kill()
+			t.Fatalf("the group never had both members: %d, %q, %v\n%s\n%s", n, state, err, tail(aOut.String(), 2000), tail(bOut.String(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond) // polling the group, bounded by the deadline
 	}
 	k.Produce(t, recs...)
-	args := append([]string{"load", "-exactly-once", "-kafka-group", "eo", "-pg-batch-size", "100", "-pg-batch-timeout", "20ms",
-		"-progress", "0", "-log-level", "warn"}, s.args()...)
-	killedRuns(t, s.pool, "eo", int64(len(recs)), []float64{0.2, 0.5, 0.8}, args...)
 	ctx := context.Background()
-	var rows, distinct, dead int
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), count(DISTINCT id) FROM tweets`).Scan(&rows, &distinct); err != nil {
-		t.Fatal(err)
+	total := int64(len(recs))
+	wait := func(target int64) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Minute)
+		for storedSum(ctx, s.pool, "pair") < target {
+			if time.Now().After(deadline) {
+				a.Process.Kill()
+				b.Process.Kill()
+				t.Fatalf("the stored offsets never reached %d: %s", target, tail(bOut.String(), 3000))
+			}
+			time.Sleep(2 * time.Millisecond) // polling the offsets table, bounded by the deadline
+		}
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM causeway_dead_letters WHERE consumer_group = 'eo'`).Scan(&dead); err != nil {
-		t.Fatal(err)
+	wait(total / 3)
+	a.Process.Signal(syscall.SIGKILL)
+	a.Wait()
+	t.Logf("killed one member at %d of %d stored", storedSum(ctx, s.pool, "pair"), total)
+	wait(total)
+	b.Process.Signal(syscall.SIGTERM)
+	if err := b.Wait(); err != nil {
+		t.Fatalf("the surviving member: %v\n%s", err, tail(bOut.String(), 3000))
 	}
-	if want := len(c.ids) - len(c.nulText); rows != want || distinct != want || dead != len(c.nulText) {
-		t.Fatalf("tweets table %d rows (%d distinct), %d dead letters; want %d rows and %d dead letters", rows, distinct, dead, want, len(c.nulText))
-	}
-	if got := storedSum(ctx, s.pool, "eo"); got != int64(len(recs)) {
-		t.Fatalf("stored offsets sum to %d, want %d", got, len(recs))
-	}
+	checkCounts(t, s.pool, k, "pair", truth, late, len(recs))
 }

@@ -199,8 +199,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	tc.Apply = p.apply
 	tc.Logger = cfg.Logger.With("component", "postgres")
 	tc.Migrate = append(append(p.counts.Schema(),
-		`CREATE TABLE IF NOT EXISTS `+p.seen+` (id text PRIMARY KEY, event_time timestamptz NOT NULL)`,
-		`CREATE INDEX IF NOT EXISTS `+pgx.Identifier{cfg.Table + "_seen_time"}.Sanitize()+` ON `+p.seen+` (event_time)`),
+		`CREATE TABLE IF NOT EXISTS `+p.seen+` (id text PRIMARY KEY, topic text NOT NULL, partition integer NOT NULL,
+			event_time timestamptz NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS `+pgx.Identifier{cfg.Table + "_seen_time"}.Sanitize()+` ON `+p.seen+` (topic, partition, event_time)`),
 		tc.Migrate...)
 	var err error
 	if p.sink, err = postgres.NewTx(ctx, tc); err != nil {
@@ -327,22 +328,27 @@ func (p *Pipeline) dedup(ctx context.Context, tx pgx.Tx, b *postgres.TxBatch[Twe
 		return nil, nil
 	}
 	first := map[string]*stages.Message[Tweet]{}
-	var ids []string
-	var times []time.Time
+	var (
+		ids, topics []string
+		parts       []int32
+		times       []time.Time
+	)
 	for _, m := range b.Messages {
 		if m.Data.Err != nil || first[m.Data.ID] != nil {
 			continue
 		}
 		first[m.Data.ID] = m
-		ids = append(ids, m.Data.ID)
+		st := b.State(m)
+		ids, topics, parts = append(ids, m.Data.ID), append(topics, st.Topic), append(parts, st.Partition)
 		times = append(times, m.Data.CreatedAt)
 	}
 	fresh := make(map[*stages.Message[Tweet]]bool, len(ids))
 	if len(ids) == 0 {
 		return fresh, nil
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO `+p.seen+` (id, event_time) SELECT * FROM unnest($1::text[], $2::timestamptz[])
-		ON CONFLICT DO NOTHING RETURNING id`, ids, times)
+	rows, err := tx.Query(ctx, `INSERT INTO `+p.seen+` (id, topic, partition, event_time)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::timestamptz[])
+		ON CONFLICT DO NOTHING RETURNING id`, ids, topics, parts, times)
 	if err != nil {
 		return nil, fmt.Errorf("record ids in %s: %w", p.seen, err)
 	}
@@ -353,22 +359,24 @@ func (p *Pipeline) dedup(ctx context.Context, tx pgx.Tx, b *postgres.TxBatch[Twe
 	return fresh, nil
 }
 
-// expire forgets ids older than the retention behind the oldest watermark
-// of the batch's partitions.
+// expire forgets the ids of each of the batch's partitions that are older
+// than the retention behind that partition's watermark. Each partition is
+// judged by its own watermark: a tweet id always hashes to one partition,
+// so its repeats meet the same watermark, however far other partitions
+// have gone.
 func (p *Pipeline) expire(ctx context.Context, tx pgx.Tx, wms map[*postgres.PartitionState]*window.Watermark) error {
 	if p.cfg.NoDedup || len(wms) == 0 {
 		return nil
 	}
-	var oldest time.Time
-	for _, wm := range wms {
-		if t := wm.Time(); oldest.IsZero() || t.Before(oldest) {
-			oldest = t
+	b := &pgx.Batch{}
+	for st, wm := range wms {
+		if wm.Max == 0 {
+			continue
 		}
+		b.Queue(`DELETE FROM `+p.seen+` WHERE topic = $1 AND partition = $2 AND event_time < $3`,
+			st.Topic, st.Partition, wm.Time().Add(-p.cfg.Retention))
 	}
-	if oldest.IsZero() {
-		return nil
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM `+p.seen+` WHERE event_time < $1`, oldest.Add(-p.cfg.Retention)); err != nil {
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("expire ids in %s: %w", p.seen, err)
 	}
 	return nil
