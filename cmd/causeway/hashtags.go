@@ -42,6 +42,7 @@ type hashtagsConfig struct {
 	noDedup            bool
 	batchSize          int
 	batchTimeout       time.Duration
+	trending           time.Duration
 }
 
 const hashtagsUsage = `causeway hashtags counts tweets per hashtag per event-time window, exactly once:
@@ -83,6 +84,7 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.intVar(&c.batchSize, "batch-size", "", 2000, "records per transaction (at most)")
 	fs.durationVar(&c.batchTimeout, "batch-timeout", "", 200*time.Millisecond, "longest a partial batch waits for its transaction")
+	fs.durationVar(&c.trending, "trending", "", 5*time.Minute, "live view: top hashtags of the tweets consumed in this last stretch of time (a go-streams sliding window, in memory only: repeats count, a restart starts it empty); shown in the summary; 0 off")
 	fs.boolVar(&c.noDedup, "no-dedup", "", false, "do not de-duplicate tweets by id (one listener only)")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -110,6 +112,9 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	}
 	if c.duration < 0 || c.progress < 0 || c.maxTweets < 0 {
 		bad("-duration, -progress and -max-tweets must be >= 0")
+	}
+	if c.trending < 0 {
+		bad("-trending must be >= 0, got %v", c.trending)
 	}
 	if c.batchSize <= 0 || c.batchTimeout <= 0 {
 		bad("-batch-size and -batch-timeout must be > 0, got %d and %v", c.batchSize, c.batchTimeout)
@@ -193,7 +198,7 @@ func runHashtags(ctx context.Context, cfg *hashtagsConfig, log *slog.Logger, std
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, Table: cfg.table,
 		Postgres: postgres.TxConfig[hashtags.Tweet]{Pool: pool},
 		Windows:  window.Windows{Size: cfg.window, Hop: cfg.hop}, Grace: cfg.grace, NoDedup: cfg.noDedup,
-		BatchSize: cfg.batchSize, BatchTimeout: cfg.batchTimeout,
+		BatchSize: cfg.batchSize, BatchTimeout: cfg.batchTimeout, Trending: cfg.trending,
 		Logger: log,
 	})
 	if err != nil {
@@ -366,6 +371,8 @@ type hashtagsSummary struct {
 	// TopHashtags its top ten.
 	BusiestWindow time.Time      `json:"busiest_window"`
 	BusiestUses   int64          `json:"busiest_window_uses"`
+	// Trending is the live view's last window (go-streams, in memory).
+	Trending *hashtags.Trending `json:"trending,omitempty"`
 	TopHashtags   []hashtagCount `json:"top_hashtags"`
 }
 
@@ -376,6 +383,9 @@ func newHashtagsSummary(ctx context.Context, pool *pgxpool.Pool, cfg *hashtagsCo
 		Consumed: ks.Consumed, Counted: s.Counted, Late: s.Late, Duplicates: s.Duplicates, Invalid: s.Invalid,
 		DeadLettered: s.Tx.DeadLettered, Skipped: s.Tx.Skipped, Transactions: s.Tx.Batches,
 		Acked: ts.Acked, Failed: ts.Failed, Unfinished: ts.InFlight, DurationSeconds: elapsed.Seconds(), WindowRows: -1}
+	if tr := p.Trending(); tr.Window > 0 {
+		sum.Trending = &tr
+	}
 	if elapsed > 0 {
 		sum.TweetsPerSecond = float64(s.Counted+s.Late+s.Duplicates+s.Invalid) / elapsed.Seconds()
 	}
@@ -402,8 +412,8 @@ func newHashtagsSummary(ctx context.Context, pool *pgxpool.Pool, cfg *hashtagsCo
 
 func (s *hashtagsSummary) print(w io.Writer) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\ncauseway hashtags: %.1fs, %.0f tweets/s aggregated exactly once (%s windows, grace %s)\n",
-		s.DurationSeconds, s.TweetsPerSecond, s.Window, s.Grace)
+	fmt.Fprintf(&b, "\ncauseway hashtags: %.1fs, %d tweets aggregated exactly once, %.0f tweets/s over the run (%s windows, grace %s)\n",
+		s.DurationSeconds, s.Counted+s.Late+s.Duplicates+s.Invalid, s.TweetsPerSecond, s.Window, s.Grace)
 	if s.Served > 0 {
 		fmt.Fprintf(&b, "  embedded   the fake X API served %d tweets; %d went into the in-process Kafka\n", s.Served, s.Produced)
 	}
@@ -413,6 +423,13 @@ func (s *hashtagsSummary) print(w io.Writer) {
 	fmt.Fprintf(&b, "  postgres   %d transactions (%d records skipped as already applied); the counts table holds %d rows\n",
 		s.Transactions, s.Skipped, s.WindowRows)
 	fmt.Fprintf(&b, "  topology   acked %d, failed %d, unfinished %d\n", s.Acked, s.Failed, s.Unfinished)
+	if tr := s.Trending; tr != nil && len(tr.Top) > 0 {
+		fmt.Fprintf(&b, "  trending in the last %v of processing time (go-streams, in memory; %d tweets):", tr.Window, tr.Tweets)
+		for _, h := range tr.Top[:min(5, len(tr.Top))] {
+			fmt.Fprintf(&b, " #%s %d", h.Tag, h.Tweets)
+		}
+		b.WriteString("\n")
+	}
 	if len(s.TopHashtags) > 0 {
 		fmt.Fprintf(&b, "  top hashtags of the busiest window, %s (%d hashtag uses):\n",
 			s.BusiestWindow.UTC().Format(time.RFC3339), s.BusiestUses)

@@ -77,6 +77,13 @@ type Config struct {
 	// NoDedup turns de-duplication by tweet id off (then no seen-ids
 	// table is written).
 	NoDedup bool
+	// Trending, if not zero, adds the live view (Pipeline.Trending): the
+	// top hashtags of the tweets consumed in the last Trending, through a
+	// go-streams sliding window fed by a "live" batcher. It is in memory
+	// only and counts repeats; hashtag_counts is the exact record.
+	Trending time.Duration
+	// TrendingEvery is how often the live view slides. Default Trending/5.
+	TrendingEvery time.Duration
 	// Processors is the number of processor goroutines. Default 4.
 	Processors int
 	// BatchSize and BatchTimeout shape the counts batches. Defaults 2000
@@ -111,6 +118,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("hashtags: Config.Windows: %w", err))
 		}
 	}
+	if c.Trending < 0 || c.TrendingEvery < 0 || c.TrendingEvery > c.Trending {
+		errs = append(errs, fmt.Errorf("hashtags: Config.Trending (%v) must be >= 0 and TrendingEvery (%v) in [0, Trending]", c.Trending, c.TrendingEvery))
+	}
 	if c.Grace < 0 || c.Retention < 0 {
 		errs = append(errs, fmt.Errorf("hashtags: Config.Grace and Retention must be >= 0, got %v and %v", c.Grace, c.Retention))
 	}
@@ -141,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Processors == 0 {
 		c.Processors = 4
+	}
+	if c.Trending > 0 && c.TrendingEvery == 0 {
+		c.TrendingEvery = c.Trending / 5
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 2000
@@ -178,6 +191,7 @@ type Pipeline struct {
 	sink     *postgres.TxSink[Tweet]
 	counts   postgres.CountsTable
 	seen     string // sanitized seen-ids table
+	live     *trending
 
 	counted, late, dups, invalid, hashtags atomic.Int64
 
@@ -215,14 +229,28 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		p.sink.Close()
 		return nil, err
 	}
+	batchers := map[string]topology.BatcherSpec[Tweet]{"counts": {
+		BatchSize: cfg.BatchSize, BatchTimeout: cfg.BatchTimeout, Concurrency: cfg.Concurrency,
+		PartitionBy: postgres.PartitionBy[Tweet], Outage: stages.OutageBlock, Handle: p.sink.HandleBatch}}
+	route := func(_ context.Context, m *stages.Message[Tweet]) error { m.Route("counts"); return nil }
+	if cfg.Trending > 0 {
+		p.live = newTrending(cfg.Trending, cfg.TrendingEvery)
+		batchers["live"] = topology.BatcherSpec[Tweet]{BatchSize: 500, BatchTimeout: 100 * time.Millisecond, Handle: p.live.outlet.HandleBatch}
+		route = func(_ context.Context, m *stages.Message[Tweet]) error {
+			if m.Data.Err != nil {
+				m.Route("counts")
+			} else {
+				m.Route("counts", "live") // acknowledged once both have it
+			}
+			return nil
+		}
+	}
 	p.top, err = topology.New(topology.Spec[Tweet]{
 		Name:     cfg.Name,
 		Producer: topology.ProducerSpec[Tweet]{Producer: p.consumer, Keep: stages.Block},
 		Processors: topology.ProcessorSpec[Tweet]{Concurrency: cfg.Processors, PartitionBy: postgres.PartitionBy[Tweet],
-			Handle: func(_ context.Context, m *stages.Message[Tweet]) error { m.Route("counts"); return nil }},
-		Batchers: map[string]topology.BatcherSpec[Tweet]{"counts": {
-			BatchSize: cfg.BatchSize, BatchTimeout: cfg.BatchTimeout, Concurrency: cfg.Concurrency,
-			PartitionBy: postgres.PartitionBy[Tweet], Outage: stages.OutageBlock, Handle: p.sink.HandleBatch}},
+			Handle: route},
+		Batchers: batchers,
 		HandleFailed:    cfg.HandleFailed,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Hooks:           cfg.Hooks,
@@ -390,9 +418,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(err, p.Close())
 }
 
-// Close closes the consumer and the sink. Run calls it.
+// Close closes the consumer, the sink and the live view. Run calls it.
 func (p *Pipeline) Close() error {
 	p.closeOnce.Do(func() {
+		if p.live != nil {
+			p.live.close()
+		}
 		var errs []error
 		if p.consumer != nil {
 			errs = append(errs, p.consumer.Close())
@@ -407,6 +438,15 @@ func (p *Pipeline) Close() error {
 func (p *Pipeline) Stats() Stats {
 	return Stats{Counted: p.counted.Load(), Late: p.late.Load(), Duplicates: p.dups.Load(), Invalid: p.invalid.Load(),
 		Hashtags: p.hashtags.Load(), Tx: p.sink.Stats()}
+}
+
+// Trending returns the live view's latest window (zero when
+// Config.Trending is 0). After Run returns it holds the final window.
+func (p *Pipeline) Trending() Trending {
+	if p.live == nil {
+		return Trending{}
+	}
+	return p.live.snapshot()
 }
 
 // TopologyStats returns a snapshot of the topology's counters.
