@@ -369,11 +369,11 @@ type hashtagsSummary struct {
 	TweetsPerSecond float64 `json:"tweets_per_second"`
 	// BusiestWindow is the window with the most hashtag uses, and
 	// TopHashtags its top ten.
-	BusiestWindow time.Time      `json:"busiest_window"`
-	BusiestUses   int64          `json:"busiest_window_uses"`
+	BusiestWindow time.Time `json:"busiest_window"`
+	BusiestUses   int64     `json:"busiest_window_uses"`
 	// Trending is the live view's last window (go-streams, in memory).
-	Trending *hashtags.Trending `json:"trending,omitempty"`
-	TopHashtags   []hashtagCount `json:"top_hashtags"`
+	Trending    *hashtags.Trending `json:"trending,omitempty"`
+	TopHashtags []hashtagCount     `json:"top_hashtags"`
 }
 
 func newHashtagsSummary(ctx context.Context, pool *pgxpool.Pool, cfg *hashtagsConfig, p *hashtags.Pipeline,

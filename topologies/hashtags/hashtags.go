@@ -250,7 +250,7 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		Producer: topology.ProducerSpec[Tweet]{Producer: p.consumer, Keep: stages.Block},
 		Processors: topology.ProcessorSpec[Tweet]{Concurrency: cfg.Processors, PartitionBy: postgres.PartitionBy[Tweet],
 			Handle: route},
-		Batchers: batchers,
+		Batchers:        batchers,
 		HandleFailed:    cfg.HandleFailed,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Hooks:           cfg.Hooks,
