@@ -95,6 +95,9 @@ Usage:
                           SIGHUP reopens the active file (logrotate: rename, then signal)
   causeway archive verify DIR
                           check every file of an archive: lines, ids, damage (exit 1 on damage)
+  causeway hashtags [flags]
+                          hashtags per minute from the Kafka topic into Postgres, exactly once
+                          (see causeway hashtags -h)
 
 With no -stream-url, causeway serves testdata/ from an in-process fake X API
 and stops at the end of the replay; with no -kafka-brokers it runs an
