@@ -22,6 +22,7 @@ import (
 	"github.com/causeway-go/causeway/stages/window"
 	"github.com/causeway-go/causeway/topologies/hashtags"
 	"github.com/causeway-go/causeway/topologies/tweets"
+	"github.com/causeway-go/causeway/topology"
 )
 
 // hashtagsConfig is what causeway hashtags can be told.
@@ -239,8 +240,14 @@ func embeddedFeed(ctx context.Context, cfg *hashtagsConfig, rc *config, log *slo
 	return tweets.New(ctx, tweets.Config{
 		Stream: twitter.Config{URL: rc.streamURL, Token: rc.bearerToken, Sample: true,
 			Logger: log.With("component", "x-stream")},
-		Keep:   stages.KeepLast,
-		Kafka:  tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic},
+		Keep: stages.KeepLast,
+		// One processor and one Kafka batch processor keep the stream's
+		// order in each partition: parallel stages reorder by up to their
+		// chunks in flight, and a replay that serves hours of event time in
+		// a second would turn that into an hour of disorder (late tweets).
+		Processors: 1,
+		Kafka: tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
+			Batcher: topology.BatcherSpec[twitter.Tweet]{Concurrency: 1}},
 		Logger: log.With("component", "tweets"),
 	})
 }
