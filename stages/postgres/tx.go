@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -147,6 +148,13 @@ type TxStats struct {
 	Skipped int64
 	// DeadLettered counts messages written to the dead-letter table.
 	DeadLettered int64
+	// HeldBack counts messages failed without being applied because an
+	// earlier batch of their partition failed: applying them would move
+	// the stored offset past messages never applied. They are not
+	// dead-lettered, so the Kafka consumer commits nothing past them; the
+	// partition is read again from the stored offset after a rebalance or
+	// a restart.
+	HeldBack int64
 }
 
 // TxSink is a batch handler that applies each batch and stores the next
@@ -163,7 +171,11 @@ type TxStats struct {
 // with Processors.PartitionBy and the batcher's PartitionBy set to
 // PartitionBy, and carry errors in the data instead of failing messages
 // before the batcher (a failed message is not batched; Apply fails it with
-// TxBatch.Fail, which dead-letters it in the transaction).
+// TxBatch.Fail, which dead-letters it in the transaction). Should a batch
+// fail all the same (an error that outlasts the retries), the sink holds
+// back the later batches of its partitions (ErrHeldBack) until a batch
+// reaching back to it arrives, so the stored offset never passes a message
+// that was not applied.
 type TxSink[T any] struct {
 	pool     *pgxpool.Pool
 	ownPool  bool
@@ -176,7 +188,10 @@ type TxSink[T any] struct {
 	retry    Retry
 	log      *slog.Logger
 
-	batches, applied, skipped, deadLettered atomic.Int64
+	batches, applied, skipped, deadLettered, held atomic.Int64
+
+	mu    sync.Mutex
+	holes map[partKey]int64 // per partition, the first offset of a batch that failed
 }
 
 // NewTx validates cfg, connects if needed, creates the offsets and
@@ -256,7 +271,7 @@ func (s *TxSink[T]) Close() error {
 // Stats returns a snapshot of the sink's counters.
 func (s *TxSink[T]) Stats() TxStats {
 	return TxStats{Batches: s.batches.Load(), Applied: s.applied.Load(), Skipped: s.skipped.Load(),
-		DeadLettered: s.deadLettered.Load()}
+		DeadLettered: s.deadLettered.Load(), HeldBack: s.held.Load()}
 }
 
 // PartitionBy returns a number that is the same for every message of one
@@ -324,6 +339,9 @@ func (s *TxSink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 	slices.SortStableFunc(msgs, func(a, b positioned[T]) int {
 		return cmp.Or(cmp.Compare(a.key.topic, b.key.topic), cmp.Compare(a.key.part, b.key.part), cmp.Compare(a.offset, b.offset))
 	})
+	if msgs = s.holdBack(msgs); len(msgs) == 0 {
+		return nil
+	}
 	var res *txResult[T]
 	isolate := false // the first try runs Apply without savepoints
 	err := s.withRetry(ctx, "transaction", func(ctx context.Context) error {
@@ -338,6 +356,7 @@ func (s *TxSink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 		return err
 	})
 	if err != nil {
+		s.markHoles(msgs)
 		return fmt.Errorf("postgres: transaction of %d messages (group %s): %w", len(msgs), s.group, err)
 	}
 	for m, ferr := range res.failed {
@@ -348,6 +367,58 @@ func (s *TxSink[T]) HandleBatch(ctx context.Context, b *stages.Batch[T]) error {
 	s.skipped.Add(int64(res.skipped))
 	s.deadLettered.Add(int64(len(res.failed)))
 	return nil
+}
+
+// ErrHeldBack is the error of a message the sink did not apply because an
+// earlier batch of its partition failed (see TxStats.HeldBack).
+var ErrHeldBack = errors.New("postgres: held back: an earlier batch of this partition failed; the partition is read again from the stored offset")
+
+// holdBack fails, and leaves out, the messages of partitions with a hole
+// (a failed batch) below them: msgs are sorted by partition and offset.
+func (s *TxSink[T]) holdBack(msgs []positioned[T]) []positioned[T] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.holes) == 0 {
+		return msgs
+	}
+	kept := msgs[:0]
+	held := 0
+	for i, p := range msgs {
+		hole, ok := s.holes[p.key]
+		first := i == 0 || msgs[i-1].key != p.key
+		if ok && first && p.offset <= hole {
+			// This batch reaches back to the hole (a re-delivery): it may
+			// fill it.
+			delete(s.holes, p.key)
+			ok = false
+		}
+		if ok {
+			p.m.Fail(ErrHeldBack)
+			held++
+			continue
+		}
+		kept = append(kept, p)
+	}
+	s.held.Add(int64(held))
+	return kept
+}
+
+// markHoles records, for each partition of a failed batch, its first
+// offset.
+func (s *TxSink[T]) markHoles(msgs []positioned[T]) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holes == nil {
+		s.holes = map[partKey]int64{}
+	}
+	for i, p := range msgs {
+		if i > 0 && msgs[i-1].key == p.key {
+			continue
+		}
+		if h, ok := s.holes[p.key]; !ok || p.offset < h {
+			s.holes[p.key] = p.offset
+		}
+	}
 }
 
 type txResult[T any] struct {

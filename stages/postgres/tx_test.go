@@ -41,11 +41,14 @@ func newTxSink(t *testing.T) (*postgres.TxSink[row], func() []string) {
 	pool, _ := pgtest.Schema(t)
 	ctx := context.Background()
 	sink, err := postgres.NewTx(ctx, postgres.TxConfig[row]{
-		Pool: pool, Group: "g",
+		Pool: pool, Group: "g", Retry: postgres.Retry{Attempts: 1},
 		Migrate: []string{`CREATE TABLE vals (v text NOT NULL CHECK (v <> 'refused'))`},
 		Apply: func(ctx context.Context, tx pgx.Tx, b *postgres.TxBatch[row]) error {
 			var vs []string
 			for _, m := range b.Messages {
+				if m.Data.v == "boom" {
+					return errors.New("boom: not about the data")
+				}
 				if m.Data.v == "bad data" {
 					b.Fail(m, stages.Permanent(errors.New("not a value")))
 					continue
@@ -150,5 +153,38 @@ func TestTxSinkRejectsMessagesWithoutAPosition(t *testing.T) {
 	b := &stages.Batch[row]{Messages: []*stages.Message[row]{{Data: row{"x"}}}}
 	if err := sink.HandleBatch(context.Background(), b); err == nil || !strings.Contains(err.Error(), "KafkaPosition") {
 		t.Fatalf("err %v, want one naming KafkaPosition", err)
+	}
+}
+
+// A batch that fails leaves a hole: later batches of its partition are
+// held back (failed, not applied, not dead-lettered) until a re-delivery
+// reaches back to the hole, so the stored offset never passes messages that
+// were not applied.
+func TestTxSinkHoldsBackBatchesAfterAFailedOne(t *testing.T) {
+	sink, vals := newTxSink(t)
+	ctx := context.Background()
+	if err := sink.HandleBatch(ctx, txBatch([]pos{{"t", 0, 0}, {"t", 0, 1}}, "a", "boom")); err == nil {
+		t.Fatal("the failing batch succeeded")
+	}
+	later := txBatch([]pos{{"t", 0, 2}, {"t", 1, 0}}, "c", "x")
+	if err := sink.HandleBatch(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(later.Messages[0].Err(), postgres.ErrHeldBack) || later.Messages[1].Failed() {
+		t.Fatalf("partition 0's later message: %v; partition 1's: %v", later.Messages[0].Err(), later.Messages[1].Err())
+	}
+	redelivered := txBatch([]pos{{"t", 0, 0}, {"t", 0, 1}, {"t", 0, 2}}, "a", "b", "c")
+	if err := sink.HandleBatch(ctx, redelivered); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(vals(), ","); got != "a,b,c,x" {
+		t.Fatalf("table holds %s, want a,b,c,x", got)
+	}
+	got, err := sink.StoredOffsets(ctx, "g", "t", []int32{0, 1})
+	if err != nil || fmt.Sprint(got) != "map[0:3 1:1]" {
+		t.Fatalf("stored offsets %v (%v), want map[0:3 1:1]", got, err)
+	}
+	if s := sink.Stats(); s.HeldBack != 1 {
+		t.Errorf("held back %d, want 1", s.HeldBack)
 	}
 }
