@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -42,7 +43,7 @@ type member[T any] struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	fatal error // set by rebalance when the offset store cannot be read; Run returns it
+	fatal atomic.Pointer[error] // set by rebalance when the offset store cannot be read; Run returns it
 }
 
 func (c *Consumer[T]) newMember(id int) (*member[T], error) {
@@ -75,11 +76,8 @@ func (m *member[T]) run(ctx context.Context, out *stages.Emitter[T]) error {
 		lastCommit = time.Now()
 	)
 	for {
-		m.mu.Lock()
-		fatal := m.fatal
-		m.mu.Unlock()
-		if fatal != nil {
-			return fatal
+		if fatal := m.fatal.Load(); fatal != nil {
+			return *fatal
 		}
 		if time.Since(lastCommit) >= cfg.CommitInterval {
 			m.commit(nil)
@@ -361,9 +359,7 @@ func (m *member[T]) rebalance(cons *ckafka.Consumer, ev ckafka.Event) error {
 		if m.c.cfg.OffsetStore != nil {
 			if err := m.startOffsets(e.Partitions); err != nil {
 				m.log.Error("kafka: cannot start the assigned partitions without the offset store", "err", err)
-				m.mu.Lock()
-				m.fatal = err
-				m.mu.Unlock()
+				m.fatal.Store(&err)
 				return nil
 			}
 		}
