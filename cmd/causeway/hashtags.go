@@ -55,7 +55,9 @@ the stored offsets: nothing is counted twice or missed.
 
 With no -kafka-brokers it runs the embedded tweet pipeline (the fake X API replaying
 -replay-data) into an in-process Kafka, aggregates that topic in the same process and
-stops once the replay is aggregated.
+stops once the replay is aggregated. (The in-process Kafka is new each time, so the
+group's stored offsets are reset at start; tweets an earlier run counted are recognised
+by id and not counted again.)
 
 Usage:
   causeway hashtags [flags]

@@ -381,11 +381,11 @@ func (s *TxSink[T]) holdBack(msgs []positioned[T]) []positioned[T] {
 	if len(s.holes) == 0 {
 		return msgs
 	}
-	kept := msgs[:0]
+	kept := make([]positioned[T], 0, len(msgs))
 	held := 0
 	for i, p := range msgs {
 		hole, ok := s.holes[p.key]
-		first := i == 0 || msgs[i-1].key != p.key
+		first := i == 0 || msgs[i-1].key != p.key // the partition's lowest offset here
 		if ok && first && p.offset <= hole {
 			// This batch reaches back to the hole (a re-delivery): it may
 			// fill it.
