@@ -15,6 +15,7 @@ import (
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
@@ -44,6 +45,7 @@ type hashtagsConfig struct {
 	batchSize          int
 	batchTimeout       time.Duration
 	trending           time.Duration
+	trendingEvery      time.Duration
 }
 
 const hashtagsUsage = `causeway hashtags counts tweets per hashtag per event-time window, exactly once:
@@ -88,6 +90,7 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	fs.intVar(&c.batchSize, "batch-size", "", 2000, "records per transaction (at most)")
 	fs.durationVar(&c.batchTimeout, "batch-timeout", "", 200*time.Millisecond, "longest a partial batch waits for its transaction")
 	fs.durationVar(&c.trending, "trending", "", 5*time.Minute, "live view: top hashtags of the tweets consumed in this last stretch of time (a go-streams sliding window, in memory only: repeats count, a restart starts it empty); shown in the summary; 0 off")
+	fs.durationVar(&c.trendingEvery, "trending-every", "", 10*time.Second, "how often the live view slides (at most -trending)")
 	fs.boolVar(&c.noDedup, "no-dedup", "", false, "do not de-duplicate tweets by id (one listener only)")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -116,8 +119,8 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	if c.duration < 0 || c.progress < 0 || c.maxTweets < 0 {
 		bad("-duration, -progress and -max-tweets must be >= 0")
 	}
-	if c.trending < 0 {
-		bad("-trending must be >= 0, got %v", c.trending)
+	if c.trending < 0 || c.trendingEvery <= 0 || (c.trending > 0 && c.trendingEvery > c.trending) {
+		bad("-trending must be >= 0 and -trending-every in (0, -trending], got %v and %v", c.trending, c.trendingEvery)
 	}
 	if c.batchSize <= 0 || c.batchTimeout <= 0 {
 		bad("-batch-size and -batch-timeout must be > 0, got %d and %v", c.batchSize, c.batchTimeout)
@@ -201,7 +204,7 @@ func runHashtags(ctx context.Context, cfg *hashtagsConfig, log *slog.Logger, std
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, Table: cfg.table,
 		Postgres: postgres.TxConfig[hashtags.Tweet]{Pool: pool},
 		Windows:  window.Windows{Size: cfg.window, Hop: cfg.hop}, Grace: cfg.grace, NoDedup: cfg.noDedup,
-		BatchSize: cfg.batchSize, BatchTimeout: cfg.batchTimeout, Trending: cfg.trending,
+		BatchSize: cfg.batchSize, BatchTimeout: cfg.batchTimeout, Trending: cfg.trending, TrendingEvery: cfg.trendingEvery,
 		Logger: log,
 	})
 	if err != nil {
@@ -209,7 +212,7 @@ func runHashtags(ctx context.Context, cfg *hashtagsConfig, log *slog.Logger, std
 	}
 	defer p.Close()
 	log.Info("causeway: counting hashtags\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.TopologyStats, nil, log)
+	srv, err := serveMetrics(cfg.metricsAddr, p.TopologyStats, nil, log, &hashtagsCollector{p: p})
 	if err != nil {
 		return err
 	}
@@ -461,4 +464,37 @@ func (s *hashtagsSummary) writeJSON(path string) error {
 		return fmt.Errorf("-summary-json: %w", err)
 	}
 	return nil
+}
+
+// hashtagsCollector exports the aggregation's decisions and the live view.
+type hashtagsCollector struct{ p *hashtags.Pipeline }
+
+var (
+	hashtagsTweetsDesc = prometheus.NewDesc("causeway_hashtags_tweets_total",
+		"Tweets the exactly-once aggregation decided on, in committed transactions, by outcome (counted, late, duplicate, invalid).", []string{"outcome"}, nil)
+	hashtagsTxDesc = prometheus.NewDesc("causeway_hashtags_transactions_total",
+		"Committed transactions (counts, offsets, watermarks and seen ids together).", nil, nil)
+	hashtagsSkippedDesc = prometheus.NewDesc("causeway_hashtags_skipped_total",
+		"Records skipped because a transaction had applied them already (a replay, or a revoked partition's late batch).", nil, nil)
+	hashtagsTrendingDesc = prometheus.NewDesc("causeway_hashtags_trending_tweets",
+		"Live view (go-streams sliding window, in memory): tweets per hashtag in the last -trending, top ten.", []string{"hashtag"}, nil)
+)
+
+func (c *hashtagsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- hashtagsTweetsDesc
+	ch <- hashtagsTxDesc
+	ch <- hashtagsSkippedDesc
+	ch <- hashtagsTrendingDesc
+}
+
+func (c *hashtagsCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	for outcome, n := range map[string]int64{"counted": s.Counted, "late": s.Late, "duplicate": s.Duplicates, "invalid": s.Invalid} {
+		ch <- prometheus.MustNewConstMetric(hashtagsTweetsDesc, prometheus.CounterValue, float64(n), outcome)
+	}
+	ch <- prometheus.MustNewConstMetric(hashtagsTxDesc, prometheus.CounterValue, float64(s.Tx.Batches))
+	ch <- prometheus.MustNewConstMetric(hashtagsSkippedDesc, prometheus.CounterValue, float64(s.Tx.Skipped))
+	for _, tc := range c.p.Trending().Top {
+		ch <- prometheus.MustNewConstMetric(hashtagsTrendingDesc, prometheus.GaugeValue, float64(tc.Tweets), tc.Tag)
+	}
 }

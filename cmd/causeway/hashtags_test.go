@@ -293,3 +293,53 @@ func TestHashtagsTwoMembersOneKilled(t *testing.T) {
 	}
 	checkCounts(t, s.pool, k, "pair", truth, late, len(recs))
 }
+
+// TestHashtagsMetrics runs causeway hashtags in-process against a topic
+// and scrapes /metrics once the topic is aggregated: the outcomes, the
+// transactions and the live view are exported; SIGTERM drains it.
+func TestHashtagsMetrics(t *testing.T) {
+	k := kafkatest.Start(t, kfake.SeedTopics(2, "tweets"))
+	s := newSinks(t, k.Brokers)
+	recs, _, late := windowRecords(400)
+	k.Produce(t, recs...)
+	addr := fmt.Sprintf("127.0.0.1:%d", kafkatest.FreePort(t))
+	sigs := make(chan os.Signal, 1)
+	done := make(chan result, 1)
+	go func() {
+		r, err := runBinaryErr(t, []string{"hashtags", "-kafka-brokers", k.Brokers, "-database-url", s.dbURL,
+			"-kafka-group", "m", "-batch-timeout", "20ms", "-metrics-addr", addr, "-trending-every", "50ms"}, sigs)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for storedSum(context.Background(), s.pool, "m") < int64(len(recs)) {
+		if time.Now().After(deadline) {
+			sigs <- syscall.SIGTERM
+			<-done
+			t.Fatal("the topic was never aggregated")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the offsets table, bounded by the deadline
+	}
+	body := scrape(t, addr)
+	for !strings.Contains(body, "causeway_hashtags_trending_tweets") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond) // waiting for the live view's next slide, bounded by the deadline
+		body = scrape(t, addr)
+	}
+	sigs <- syscall.SIGTERM
+	r := <-done
+	for _, want := range []string{
+		`causeway_hashtags_tweets_total{outcome="late"} ` + fmt.Sprint(late),
+		`causeway_hashtags_tweets_total{outcome="invalid"} 1`,
+		`causeway_hashtags_trending_tweets{hashtag="go"}`,
+		`causeway_hashtags_transactions_total `,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if !strings.Contains(r.stdout, "top hashtags of the busiest window") {
+		t.Errorf("summary:\n%s", r.stdout)
+	}
+}

@@ -36,8 +36,9 @@ func (m *metricsServer) close() {
 }
 
 // serveMetrics starts the metrics server on addr; "" serves nothing.
-// stream, if not nil, adds the X stream's metrics.
-func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream, log *slog.Logger) (*metricsServer, error) {
+// stream, if not nil, adds the X stream's metrics; extra collectors are
+// registered too.
+func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream, log *slog.Logger, extra ...prometheus.Collector) (*metricsServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -47,6 +48,7 @@ func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream
 	if stream != nil {
 		reg.MustRegister(newStreamCollector(stream))
 	}
+	reg.MustRegister(extra...)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
