@@ -27,8 +27,14 @@ build:
 ## test: every test with -race; starts (and stops) a throwaway Postgres
 test:
 	scripts/install-deploy-tools
+	scripts/install-chromium
 	scripts/with-pg $(PGDIR)-test -- $(EACH) $(GO) test -race -count=1 -timeout 15m ./...
 	scripts/consumer-check
+
+## screenshot: refresh docs/dashboard.png (the README's picture of the dashboard page)
+.PHONY: screenshot
+screenshot:
+	scripts/screenshot docs/dashboard.png
 
 ## test-short: the core packages only, no servers needed
 test-short:
@@ -43,8 +49,12 @@ bench:
 ## soak: the core's randomized property test at length (PROP_CASES random
 ## topologies; make test runs 500); a failure prints the seed to replay
 PROP_CASES ?= 20000
+## soak also keeps Postgres and Kafka down for OUTAGE (make test: 10s) in the
+## binary's fault tests
+OUTAGE ?= 60s
 soak:
 	CAUSEWAY_PROP_CASES=$(PROP_CASES) $(GO) test -race -count=1 -timeout 60m -run '^TestProperty$$' ./topology/
+	scripts/with-pg $(PGDIR)-soak -- sh -c 'cd cmd/causeway && $(GO) test -count=1 -timeout 30m -run "^TestFault(PostgresDown|KafkaDown)$$" . -args -outage $(OUTAGE)'
 
 ## run: the reference topology on embedded defaults (fake X API replaying testdata/,
 ## in-process Kafka, a fresh throwaway Postgres); ARGS="..." passes flags to causeway

@@ -52,7 +52,7 @@ func New(namespace string, stats func() stages.Stats) *Collector {
 		bFailed:        d("batcher_failed_total", "Message copies the batch handler failed.", "batcher"),
 		bSize:          d("batcher_batch_size", "Messages per batch.", "batcher"),
 		bLatency:       d("batcher_handle_seconds", "Batch handler time per call.", "batcher"),
-		bConcurrency:   d("batcher_concurrency", "Batch processors of the batcher.", "batcher"),
+		bConcurrency:   d("batcher_concurrency", "Batch processors of the batcher allowed to handle batches at once: the adaptive limit now, or the fixed pool.", "batcher"),
 		bBlocked:       d("batcher_blocked", "1 while the batcher holds a batch its sink failed (retrying, or its spill full).", "batcher"),
 		spillRecords:   d("spill_records", "Messages held in the batcher's spill, waiting for replay.", "batcher"),
 		spillBytes:     d("spill_bytes", "Bytes of the batcher's spill on disk.", "batcher"),

@@ -37,13 +37,17 @@ type ProcessorDescription struct {
 
 // BatcherDescription describes one batcher.
 type BatcherDescription struct {
-	Name          string
-	BatchSize     int
-	SizedBy       string // "messages" or "size function"
-	BatchTimeout  time.Duration
-	Concurrency   int
-	Partitioned   bool
-	RetryAttempts int
+	Name         string
+	BatchSize    int
+	SizedBy      string // "messages" or "size function"
+	BatchTimeout time.Duration
+	Concurrency  int
+	// MinConcurrency and MaxConcurrency bound an adaptive pool (both 0:
+	// fixed at Concurrency).
+	MinConcurrency int
+	MaxConcurrency int
+	Partitioned    bool
+	RetryAttempts  int
 }
 
 // Describe returns the topology's stages and settings.
@@ -77,7 +81,8 @@ func (t *Topology[T]) Describe() Description {
 		}
 		d.Batchers = append(d.Batchers, BatcherDescription{
 			Name: name, BatchSize: b.BatchSize, SizedBy: by, BatchTimeout: b.BatchTimeout,
-			Concurrency: b.Concurrency, Partitioned: b.PartitionBy != nil, RetryAttempts: max(1, b.Retry.Attempts),
+			Concurrency: b.Concurrency, MinConcurrency: b.MinConcurrency, MaxConcurrency: b.MaxConcurrency,
+			Partitioned: b.PartitionBy != nil, RetryAttempts: max(1, b.Retry.Attempts),
 		})
 	}
 	return d
@@ -101,6 +106,9 @@ func (d Description) String() string {
 	sb.WriteString("\n")
 	for _, b := range d.Batchers {
 		fmt.Fprintf(&sb, "  batcher %q: batch %d %s or %v, concurrency %d", b.Name, b.BatchSize, b.SizedBy, b.BatchTimeout, b.Concurrency)
+		if b.MaxConcurrency > 0 {
+			fmt.Fprintf(&sb, " (adaptive %d..%d)", max(1, b.MinConcurrency), max(b.Concurrency, b.MaxConcurrency))
+		}
 		if b.Partitioned {
 			sb.WriteString(", partitioned")
 		}

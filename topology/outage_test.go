@@ -190,3 +190,84 @@ func TestOutageSpillReplaysFirstAfterRestart(t *testing.T) {
 		t.Fatalf("second run stored %v, want the spill first: %v", up.stored, want)
 	}
 }
+
+// stuckSink's handler does not return while stuck (a client waiting out an
+// outage instead of failing); then it stores every batch.
+type stuckSink struct {
+	stuck  chan struct{} // closed when the sink answers again
+	mu     sync.Mutex
+	stored []int
+}
+
+func (s *stuckSink) handle(ctx context.Context, b *stages.Batch[int]) error {
+	select {
+	case <-s.stuck:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range b.Messages {
+		s.stored = append(s.stored, m.Data)
+	}
+	return nil
+}
+
+// A spilling batcher whose handler stalls (every call inside it, none
+// returning for StallTimeout) puts the batches queued behind it in the
+// spill: the other batcher keeps taking every message meanwhile, nothing
+// is dropped, and once the sink answers everything reaches it exactly once.
+func TestOutageSpillTakesOverFromAStalledSink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &stuckSink{stuck: make(chan struct{})}
+		var unstick sync.Once
+		defer unstick.Do(func() { close(sink.stuck) }) // a failed check must not leave the topology stuck
+		var other atomic.Int64
+		sp := intCodec()
+		sp.Dir = t.TempDir()
+		sp.StallTimeout = time.Second
+		p := topologytest.NewProducer[int]()
+		top := mustNew(t, topology.Spec[int]{Logger: quietLog,
+			Producer: topology.ProducerSpec[int]{Producer: p, BufferSize: 50, Keep: stages.KeepLast},
+			Processors: topology.ProcessorSpec[int]{Concurrency: 2, Handle: func(_ context.Context, m *stages.Message[int]) error {
+				m.Route("kafka", "pg")
+				return nil
+			}},
+			Batchers: map[string]topology.BatcherSpec[int]{
+				"kafka": {BatchSize: 10, Concurrency: 2, Handle: sink.handle, Outage: stages.OutageSpill, Spill: sp},
+				"pg": {BatchSize: 10, Handle: func(_ context.Context, b *stages.Batch[int]) error {
+					other.Add(int64(len(b.Messages)))
+					return nil
+				}},
+			},
+		})
+		done := make(chan error, 1)
+		go func() { done <- top.Run(context.Background()) }()
+		const n = 2000
+		for i := range n {
+			p.Push(i)
+			time.Sleep(5 * time.Millisecond) // 200/s for 10s, far more than the buffer holds
+		}
+		time.Sleep(2 * time.Second) // the last partial batch's timeout
+		synctest.Wait()
+		if got := other.Load(); got != n {
+			t.Fatalf("the other batcher took %d of %d messages while the sink stalled", got, n)
+		}
+		s := top.Stats()
+		if s.Dropped != 0 || s.Batchers[0].Spill == nil || s.Batchers[0].Spill.Spilled == 0 {
+			t.Fatalf("dropped %d, spill %+v: want nothing dropped and the stalled sink's batches spilled", s.Dropped, s.Batchers[0].Spill)
+		}
+		unstick.Do(func() { close(sink.stuck) })
+		p.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(sink.stored)
+		if len(sink.stored) != n || sink.stored[0] != 0 || sink.stored[n-1] != n-1 || len(slices.Compact(sink.stored)) != n {
+			t.Fatalf("the sink got %d messages (want each of %d once)", len(sink.stored), n)
+		}
+		if s := top.Stats(); s.Acked != n || s.Dropped != 0 {
+			t.Fatalf("acked %d, dropped %d; want %d, 0", s.Acked, s.Dropped, n)
+		}
+	})
+}

@@ -101,10 +101,25 @@ type BatcherSpec[T any] struct {
 	// BatchTimeout closes a batch that long after its first message.
 	// Default 1s.
 	BatchTimeout time.Duration
-	// Concurrency is the number of batch processors. Default 1.
+	// Concurrency is the number of batch processors handling batches at
+	// once. Default 1. With MaxConcurrency it is where the adaptive limit
+	// starts.
 	Concurrency int
-	// PartitionBy, if set, runs the batches of each partition on batch
-	// processor PartitionBy(m) % Concurrency, in order.
+	// MinConcurrency and MaxConcurrency, when MaxConcurrency > 0, make the
+	// pool adaptive: the limit on batch processors handling batches at once
+	// grows by one while the pool is saturated and the handler's latency
+	// per message holds, drops by a quarter when that latency climbs to
+	// 1.5× the best seen lately (the sink is past its knee), and halves
+	// when a handler call fails; always within MinConcurrency (default 1)
+	// and MaxConcurrency. Topology.SetConcurrency pins it at run time;
+	// Stats().Batchers[i].Concurrency is the limit now. With both 0 the
+	// pool is fixed at Concurrency.
+	MinConcurrency int
+	MaxConcurrency int
+	// PartitionBy, if set, runs the batches of each partition one at a
+	// time, in order: partition PartitionBy(m) % the pool size
+	// (MaxConcurrency, else Concurrency). Order holds while the pool's
+	// limit changes.
 	PartitionBy func(m *stages.Message[T]) uint64
 	// Handle handles a batch. Required.
 	Handle stages.BatchHandler[T]
@@ -246,6 +261,13 @@ func (s Spec[T]) validate() error {
 		}
 		if b.Concurrency < 1 {
 			bad(f("Concurrency"), "must be > 0, got %d", b.Concurrency)
+		}
+		if b.MinConcurrency < 0 || b.MaxConcurrency < 0 {
+			bad(f("MinConcurrency"), "and MaxConcurrency must not be negative, got %d and %d", b.MinConcurrency, b.MaxConcurrency)
+		} else if b.MaxConcurrency > 0 && max(1, b.MinConcurrency) > b.MaxConcurrency {
+			bad(f("MinConcurrency"), "must be at most MaxConcurrency %d, got %d", b.MaxConcurrency, b.MinConcurrency)
+		} else if b.MaxConcurrency == 0 && b.MinConcurrency > 0 {
+			bad(f("MinConcurrency"), "needs MaxConcurrency (the adaptive pool's bound), got %d with MaxConcurrency 0", b.MinConcurrency)
 		}
 		if b.Handle == nil {
 			bad(f("Handle"), "is required, got nil")

@@ -57,16 +57,18 @@ func New[T any](spec Spec[T]) (*Topology[T], error) {
 			sp = &b.Spill
 		}
 		cfg.Batchers = append(cfg.Batchers, core.BatcherConfig[T]{
-			Spill:        sp,
-			Name:         name,
-			BatchSize:    b.BatchSize,
-			SizeFunc:     b.SizeFunc,
-			BatchTimeout: b.BatchTimeout,
-			Concurrency:  b.Concurrency,
-			PartitionBy:  b.PartitionBy,
-			Handle:       b.Handle,
-			Retry:        b.Retry,
-			Outage:       b.Outage,
+			Spill:          sp,
+			Name:           name,
+			BatchSize:      b.BatchSize,
+			SizeFunc:       b.SizeFunc,
+			BatchTimeout:   b.BatchTimeout,
+			Concurrency:    b.Concurrency,
+			MinConcurrency: b.MinConcurrency,
+			MaxConcurrency: b.MaxConcurrency,
+			PartitionBy:    b.PartitionBy,
+			Handle:         b.Handle,
+			Retry:          b.Retry,
+			Outage:         b.Outage,
 		})
 	}
 	e, err := core.NewEngine(cfg)
@@ -94,6 +96,16 @@ func (t *Topology[T]) Stats() stages.Stats { return t.engine.Stats() }
 // old interval to end are woken. A limit that New would reject changes
 // nothing and is returned as an error.
 func (t *Topology[T]) SetRateLimit(r stages.RateLimit) error { return t.engine.SetRateLimit(r) }
+
+// SetConcurrency pins how many batch processors of the named batcher handle
+// batches at once, at n (clamped to 1..its MaxConcurrency, else its
+// Concurrency), at once and while the topology runs; an adaptive batcher
+// stops adapting. n 0 lets an adaptive batcher adapt again. It returns the
+// limit now in force, or an error naming an unknown batcher. Per-partition
+// order (PartitionBy) holds across the change.
+func (t *Topology[T]) SetConcurrency(batcher string, n int) (int, error) {
+	return t.engine.SetConcurrency(batcher, n)
+}
 
 // Name returns the topology's name.
 func (t *Topology[T]) Name() string { return t.spec.Name }

@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
+
 	"github.com/causeway-go/causeway/stages/archive"
+	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 )
 
 // archiveArgs runs causeway archive on the embedded fake X API replaying
@@ -156,5 +159,34 @@ func TestArchiveLine(t *testing.T) {
 		if got := string(archiveLine([]byte(in))); got != want {
 			t.Errorf("archiveLine(%s) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// -archive-dir in the tweet topology adds a third batcher beside kafka and
+// postgres: a tweet is acknowledged once all three hold it, and afterwards
+// the archive, Kafka and Postgres each hold every tweet exactly once (but
+// the ones Postgres refuses).
+func TestArchiveBesideKafkaAndPostgres(t *testing.T) {
+	c := testCorpus(t)
+	k := kafkatest.Start(t, kfake.SeedTopics(4, "tweets", "tweets.dlq"))
+	s := newSinks(t, k.Brokers)
+	dir := t.TempDir()
+	r := runBinary(t, append(s.args(), "-replay-data", "../../testdata/*.jsonl", "-archive-dir", dir), nil)
+	s.check(t, r, c, true)
+	if _, ok := r.sum.Batchers["archive"]; !ok {
+		t.Fatalf("no archive batcher: %v", r.sum.Batchers)
+	}
+	rep, err := archive.Verify(dir, archive.VerifyOptions{IDField: "data.id"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() || rep.Duplicates != 0 || rep.UniqueIDs != int64(len(c.ids)) || rep.Lines != int64(len(c.ids)) {
+		var text bytes.Buffer
+		rep.WriteText(&text)
+		t.Fatalf("the archive does not hold the %d tweets once each:\n%s", len(c.ids), text.String())
+	}
+	if r.sum.Archived != rep.Lines || r.sum.Batchers["archive"].Acked != rep.Lines {
+		t.Fatalf("summary archived %d, archive batcher acked %d; the archive holds %d", r.sum.Archived,
+			r.sum.Batchers["archive"].Acked, rep.Lines)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/causeway-go/causeway/stages/archive"
+	"github.com/causeway-go/causeway/topologies/tweets"
 	"github.com/causeway-go/causeway/topology"
 )
 
@@ -64,10 +65,13 @@ type config struct {
 	kafkaBatchSize    int
 	kafkaBatchTimeout time.Duration
 	kafkaConcurrency  int
+	kafkaMaxConc      int
 	pgBatchSize       int
 	pgBatchTimeout    time.Duration
 	pgConcurrency     int
+	pgMaxConc         int
 	shutdownTimeout   time.Duration
+	connectTimeout    time.Duration
 	spillDir          string
 	stateFile         string
 	spillMax          string
@@ -76,10 +80,12 @@ type config struct {
 	// run control and output
 	maxTweets   int
 	duration    time.Duration
-	metricsAddr string
+	metricsAddr string // -http-addr, or its alias -metrics-addr
+	httpAddr    string
 	summaryJSON string
 	logLevel    string
 	progress    time.Duration
+	cpuProfile  string
 }
 
 const usageHeader = `causeway runs the reference tweet topology: an X API v2 stream (HTTP/2) ->
@@ -95,6 +101,7 @@ Usage:
                           SIGHUP reopens the active file (logrotate: rename, then signal)
   causeway archive verify DIR
                           check every file of an archive: lines, ids, damage (exit 1 on damage)
+  causeway gbfs [flags]   bike-share: poll a GBFS feed into Kafka and Postgres with a change log (causeway gbfs -h)
   causeway hashtags [flags]
                           hashtags per minute from the Kafka topic into Postgres, exactly once
                           (see causeway hashtags -h)
@@ -141,7 +148,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.kafkaBrokers, "kafka-brokers", "KAFKA_BROKERS", "", "Kafka bootstrap servers, host:port,...; empty runs an in-process Kafka (kfake)")
 	fs.stringVar(&c.kafkaTopic, "kafka-topic", "KAFKA_TOPIC", "tweets", "Kafka topic the tweets go to (and load reads)")
 	fs.stringVar(&c.kafkaGroup, "kafka-group", "KAFKA_GROUP", "causeway-loader", "load: Kafka consumer group id; instances with one id share the topic")
-	fs.stringVar(&c.dlqTopic, "dlq-topic", "KAFKA_DLQ_TOPIC", "", "load: Kafka topic for tweets Postgres refuses for good, before their offsets are committed; empty: <kafka-topic>.dlq, - off (they then hold their partition)")
+	fs.stringVar(&c.dlqTopic, "dlq-topic", "KAFKA_DLQ_TOPIC", "", "Kafka topic for tweets a sink refuses for good (a row Postgres refuses, a record too large), with the error in headers; in load, before their offsets are committed; empty: <kafka-topic>.dlq, - off (they are then only counted and logged; in load they hold their partition)")
 	fs.boolVar(&c.exactlyOnce, "exactly-once", "", false, "load: rows and consumed offsets in one Postgres transaction (offsets stored in causeway_offsets, read back at start; dead letters in causeway_dead_letters)")
 	fs.stringVar(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
 	fs.stringVar(&c.pgTable, "pg-table", "PG_TABLE", "tweets", "Postgres table the tweets go to (created or migrated at start)")
@@ -149,11 +156,14 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.intVar(&c.buffer, "buffer", "", 10_000, "producer buffer size in tweets; a full buffer drops the oldest (counted)")
 	fs.intVar(&c.kafkaBatchSize, "kafka-batch-size", "", 500, "tweets per Kafka batch")
 	fs.durationVar(&c.kafkaBatchTimeout, "kafka-batch-timeout", "", 100*time.Millisecond, "longest a partial Kafka batch waits")
-	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 2, "Kafka batch processors")
+	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 0, "Kafka batch processors, fixed; 0 adapts between 1 and -kafka-max-concurrency")
+	fs.intVar(&c.kafkaMaxConc, "kafka-max-concurrency", "", tweets.DefaultMaxConcurrency, "most Kafka batch processors the adaptive pool grows to")
 	fs.intVar(&c.pgBatchSize, "pg-batch-size", "", 5000, "tweets per Postgres batch")
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
-	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 2, "Postgres batch processors")
+	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 0, "Postgres batch processors, fixed; 0 adapts between 1 and -pg-max-concurrency")
+	fs.intVar(&c.pgMaxConc, "pg-max-concurrency", "", tweets.DefaultMaxConcurrency, "most Postgres batch processors the adaptive pool grows to")
 	fs.durationVar(&c.shutdownTimeout, "shutdown-timeout", "", 30*time.Second, "longest the drain may take after a stop")
+	fs.durationVar(&c.connectTimeout, "connect-timeout", "CAUSEWAY_CONNECT_TIMEOUT", 15*time.Second, "at start, longest to wait for Postgres and Kafka to answer before stopping with an error naming the one that did not")
 	fs.stringVar(&c.spillDir, "spill-dir", "CAUSEWAY_SPILL_DIR", "causeway-spill", "where each sink holds the tweets it cannot take while it is down, replayed in order when it returns (and first at the next start); empty: no spill, a sink's outage fails its tweets")
 	fs.stringVar(&c.stateFile, "state-file", "CAUSEWAY_STATE_FILE", "", "where the stream's resume point is kept (the last tweet every sink holds), so a restart with -backfill-minutes asks for what the last run missed; empty: stream-state.json in -spill-dir")
 	fs.stringVar(&c.spillMax, "spill-max", "CAUSEWAY_SPILL_MAX", "1GiB", "most disk each sink's spill may use, e.g. 512MiB; a full spill holds its sink back")
@@ -165,10 +175,12 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.onRotate, "on-rotate", "CAUSEWAY_ON_ROTATE", "", "archive: shell command run on each file the archive finished itself, its path appended (and in $CAUSEWAY_ARCHIVE_FILE): upload, checksum")
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many tweets (after de-duplication; records, for load) entered the topology; 0 no limit")
 	fs.durationVar(&c.duration, "duration", "", 0, "stop after this long; 0 no limit")
-	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics (Prometheus) and /healthz on this address, e.g. 127.0.0.1:9464; empty off")
+	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "the same as -http-addr (its older name)")
+	fs.stringVar(&c.httpAddr, "http-addr", "HTTP_ADDR", "", "serve the dashboard page (/), /metrics (Prometheus), /healthz and /readyz on this address, e.g. 127.0.0.1:9464; empty off")
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is shown; 0 off")
+	fs.stringVar(&c.cpuProfile, "cpuprofile", "", "", "write a CPU profile of the run (go tool pprof) to this `path`")
 	if err := fs.parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage()
@@ -180,6 +192,12 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before it? see -h)", fs.Arg(0))
+	}
+	if c.httpAddr != "" && c.metricsAddr != "" && c.httpAddr != c.metricsAddr {
+		return nil, fmt.Errorf("-http-addr %q and -metrics-addr %q differ: -metrics-addr is its older name, give one", c.httpAddr, c.metricsAddr)
+	}
+	if c.httpAddr != "" {
+		c.metricsAddr = c.httpAddr
 	}
 	return c, c.validate()
 }
@@ -218,16 +236,22 @@ func (c *config) validate() error {
 			redactURL(c.databaseURL), redactedErr(err, c.databaseURL))
 	}
 	positive := map[string]int{"-processors": c.processors, "-buffer": c.buffer, "-kafka-batch-size": c.kafkaBatchSize,
-		"-kafka-concurrency": c.kafkaConcurrency, "-pg-batch-size": c.pgBatchSize, "-pg-concurrency": c.pgConcurrency}
-	for _, name := range []string{"-processors", "-buffer", "-kafka-batch-size", "-kafka-concurrency", "-pg-batch-size", "-pg-concurrency"} {
+		"-kafka-max-concurrency": c.kafkaMaxConc, "-pg-batch-size": c.pgBatchSize, "-pg-max-concurrency": c.pgMaxConc}
+	for _, name := range []string{"-processors", "-buffer", "-kafka-batch-size", "-kafka-max-concurrency", "-pg-batch-size", "-pg-max-concurrency"} {
 		if v := positive[name]; v <= 0 {
 			bad("%s must be > 0, got %d", name, v)
 		}
 	}
+	if c.kafkaConcurrency < 0 {
+		bad("-kafka-concurrency must be >= 0 (0 adapts), got %d", c.kafkaConcurrency)
+	}
+	if c.pgConcurrency < 0 {
+		bad("-pg-concurrency must be >= 0 (0 adapts), got %d", c.pgConcurrency)
+	}
 	durations := map[string]time.Duration{"-kafka-batch-timeout": c.kafkaBatchTimeout, "-pg-batch-timeout": c.pgBatchTimeout,
-		"-shutdown-timeout": c.shutdownTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,
+		"-shutdown-timeout": c.shutdownTimeout, "-connect-timeout": c.connectTimeout, "-stall-timeout": c.stallTimeout, "-backoff-network": c.backoffNetwork,
 		"-backoff-http": c.backoffHTTP, "-backoff-rate-limit": c.backoffRateLimit}
-	for _, name := range []string{"-kafka-batch-timeout", "-pg-batch-timeout", "-shutdown-timeout", "-stall-timeout",
+	for _, name := range []string{"-kafka-batch-timeout", "-pg-batch-timeout", "-shutdown-timeout", "-connect-timeout", "-stall-timeout",
 		"-backoff-network", "-backoff-http", "-backoff-rate-limit"} {
 		if d := durations[name]; d <= 0 {
 			bad("%s must be > 0, got %v", name, d)

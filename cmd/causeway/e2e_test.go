@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -125,7 +126,7 @@ func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, err
 // runBinaryHUP is runBinaryErr with a SIGHUP channel (nil: none).
 func runBinaryHUP(t testing.TB, args []string, sigs chan os.Signal, hup chan os.Signal) (result, error) {
 	path := filepath.Join(t.TempDir(), "summary.json")
-	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", "warn")
+	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", cmp.Or(os.Getenv("CAUSEWAY_TEST_LOG_LEVEL"), "warn"))
 	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || (args[0] != "load" && args[0] != "archive" && args[0] != "hashtags")) {
 		// Each run its own spill: a spill is one process's (it is locked).
 		args = append(args, "-spill-dir", filepath.Join(t.TempDir(), "spill"))
@@ -372,36 +373,6 @@ func TestFaultPostgresRestart(t *testing.T) {
 	s.check(t, r, testCorpus(t), true)
 }
 
-func TestFaultKafkaBrokerDown5s(t *testing.T) {
-	port := kafkatest.FreePort(t)
-	dir := t.TempDir()
-	opts := []kfake.Opt{kfake.Ports(port), kfake.DataDir(dir), kfake.SeedTopics(4, "tweets", "tweets.dlq")}
-	k1, err := kafkatest.New(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newSinks(t, k1.Brokers)
-	var k2 *kafkatest.Cluster
-	restarted := make(chan struct{})
-	go func() {
-		defer close(restarted)
-		time.Sleep(1500 * time.Millisecond) // into the run
-		k1.Close()
-		time.Sleep(5 * time.Second) // the broker is gone for 5s
-		var err error
-		if k2, err = kafkatest.New(opts...); err != nil {
-			t.Error(err)
-		}
-	}()
-	r, _ := faultRun(t, twittertest.Faults{}, 1000, s)
-	<-restarted
-	if k2 == nil {
-		t.Fatal("kfake did not restart")
-	}
-	defer k2.Close()
-	s.check(t, r, testCorpus(t), true)
-}
-
 // SIGTERM in the middle of the run: the binary drains and exits 0, and the
 // sinks hold exactly what it acknowledged.
 func TestSIGTERMDrains(t *testing.T) {
@@ -542,6 +513,9 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-database-url", "postgres://x/y"}, map[string]string{"LOG_LEVEL": "loud"}, "-log-level: want debug, info, warn or error"},
 		{[]string{"-database-url", "postgres://x/y", "-max-tweets", "ten"}, nil, `invalid value "ten" for flag -max-tweets`},
 		{[]string{"-database-url", "postgres://x/y"}, map[string]string{"TWITTER_STREAM_URL": "%zz"}, `-stream-url "%zz"`},
+		{[]string{"-database-url", "postgres://x/y", "-pg-concurrency", "-1"}, nil, "-pg-concurrency must be >= 0 (0 adapts), got -1"},
+		{[]string{"-database-url", "postgres://x/y", "-kafka-max-concurrency", "0"}, nil, "-kafka-max-concurrency must be > 0, got 0"},
+		{[]string{"-database-url", "postgres://x/y", "-pg-concurrency", "3"}, nil, ""},
 	} {
 		var stderr bytes.Buffer
 		lookup := func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }
@@ -564,7 +538,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	for _, f := range []string{"-stream-url", "TWITTER_STREAM_URL", "-bearer-token", "TWITTER_BEARER_TOKEN", "-rules", "-kafka-brokers",
 		"KAFKA_BROKERS", "-kafka-topic", "-database-url", "DATABASE_URL", "-processors", "-buffer", "-kafka-batch-size",
 		"-kafka-batch-timeout", "-pg-batch-size", "-pg-batch-timeout", "-max-tweets", "-duration", "-metrics-addr",
-		"-summary-json", "-log-level", "-pg-table", "causeway load"} {
+		"-summary-json", "-log-level", "-pg-table", "-pg-max-concurrency", "-kafka-max-concurrency", "-cpuprofile", "causeway load"} {
 		if !strings.Contains(stderr.String(), f) {
 			t.Errorf("-h does not mention %s", f)
 		}

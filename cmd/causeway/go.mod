@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/causeway-go/causeway v0.0.0-00010101000000-000000000000
+	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/postgres v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/topologies v0.0.0-00010101000000-000000000000
@@ -16,7 +17,6 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/causeway-go/causeway/dashboard"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/postgres"
@@ -40,6 +41,7 @@ type hashtagsConfig struct {
 	progress           time.Duration
 	summaryJSON        string
 	metricsAddr        string
+	httpAddr           string
 	logLevel           string
 	noDedup            bool
 	batchSize          int
@@ -85,7 +87,8 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	fs.intVar(&c.maxTweets, "max-tweets", "", 0, "stop once this many records were consumed; 0 no limit")
 	fs.durationVar(&c.progress, "progress", "", time.Second, "how often progress is logged; 0 off")
 	fs.stringVar(&c.summaryJSON, "summary-json", "", "", "write the run's summary as JSON to this `path`")
-	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve /metrics, /healthz and /readyz on this address; empty off")
+	fs.stringVar(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "", "serve the dashboard page (/), /metrics, /healthz and /readyz on this address; empty off")
+	fs.stringVar(&c.httpAddr, "http-addr", "HTTP_ADDR", "", "the same as -metrics-addr")
 	fs.stringVar(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.intVar(&c.batchSize, "batch-size", "", 2000, "records per transaction (at most)")
 	fs.durationVar(&c.batchTimeout, "batch-timeout", "", 200*time.Millisecond, "longest a partial batch waits for its transaction")
@@ -102,6 +105,9 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see causeway hashtags -h)", fs.Arg(0))
+	}
+	if c.metricsAddr == "" {
+		c.metricsAddr = c.httpAddr
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -212,7 +218,8 @@ func runHashtags(ctx context.Context, cfg *hashtagsConfig, log *slog.Logger, std
 	}
 	defer p.Close()
 	log.Info("causeway: counting hashtags\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.TopologyStats, nil, log, &hashtagsCollector{p: p})
+	srv, err := serveMetricsWith(cfg.metricsAddr, p.Topology(), nil, log, []prometheus.Collector{&hashtagsCollector{p: p}},
+		dashboard.Panel{Name: "trending", Title: "Trending hashtags (go-streams live view, in memory)", Data: func() any { return p.Trending().Top }})
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"os/signal"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,33 +17,6 @@ import (
 
 	"github.com/causeway-go/causeway/stages/kafka/kafkatest"
 )
-
-// childArgsEnv, when set, makes TestChildProcess run causeway with these
-// arguments (separated by U+001F) in a process a test can kill with SIGKILL.
-const childArgsEnv = "CAUSEWAY_TEST_CHILD_ARGS"
-
-func TestChildProcess(t *testing.T) {
-	args, ok := os.LookupEnv(childArgsEnv)
-	if !ok {
-		t.Skip("runs only as a child of another test")
-	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM)
-	os.Exit(run(context.Background(), strings.Split(args, "\x1f"), os.LookupEnv, os.Stdout, os.Stderr, sigs, nil))
-}
-
-// startChild runs causeway with args in a child process.
-func startChild(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
-	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$")
-	cmd.Env = append(os.Environ(), childArgsEnv+"="+strings.Join(args, "\x1f"))
-	out := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd, out
-}
 
 // windowTruth is what a topic's tweets add up to, computed directly from
 // the records: per (minute, hashtag), the tweets counted once by id,
@@ -122,7 +93,7 @@ func killedRuns(t *testing.T, pool *pgxpool.Pool, group string, total int64, fra
 	t.Helper()
 	ctx := context.Background()
 	for _, f := range append(fractions, 1) {
-		cmd, out := startChild(t, args...)
+		cmd, out := startChild(t, args)
 		target := int64(f * float64(total))
 		deadline := time.Now().Add(2 * time.Minute)
 		for storedSum(ctx, pool, group) < target {
@@ -252,8 +223,8 @@ func TestHashtagsTwoMembersOneKilled(t *testing.T) {
 	recs, truth, late := windowRecords(6000)
 	args := []string{"hashtags", "-kafka-brokers", k.Brokers, "-database-url", s.dbURL, "-kafka-group", "pair",
 		"-batch-size", "20", "-batch-timeout", "20ms", "-progress", "0", "-log-level", "warn"}
-	a, aOut := startChild(t, args...)
-	b, bOut := startChild(t, args...)
+	a, aOut := startChild(t, args)
+	b, bOut := startChild(t, args)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		n, state, err := kafkatest.GroupMembers(context.Background(), k.Brokers, "pair")

@@ -11,7 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/causeway-go/causeway/dashboard"
 	"github.com/causeway-go/causeway/producers/twitter"
+	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/topologies/load"
 	"github.com/causeway-go/causeway/topologies/tweets"
 	"github.com/causeway-go/causeway/topology"
@@ -32,14 +34,22 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
 	}
 	defer pool.Close()
+	if err := checkPostgres(ctx, pool, cfg.databaseURL, cfg.connectTimeout); err != nil {
+		return err
+	}
+	if err := checkKafka(cfg.kafkaBrokers, cfg.connectTimeout); err != nil {
+		return err
+	}
+	errs := &dashboard.Errors{} // the latest errors, for the dashboard
 	p, err := load.New(ctx, load.Config{
 		Brokers: cfg.kafkaBrokers, Group: cfg.kafkaGroup, Topic: cfg.kafkaTopic, DeadLetterTopic: cfg.dlqTopic,
 		Postgres: tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}},
+				Concurrency: cfg.pgConcurrency, MaxConcurrency: adaptiveMax(cfg.pgConcurrency, cfg.pgMaxConc)}},
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
-		HandleFailed:    newFailureLog(log).handle,
+		HandleFailed:    dashboard.HandleFailed(errs, newFailureLog(log).handle),
+		Hooks:           errs.Hooks(stages.Hooks{}),
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
 	})
@@ -49,7 +59,7 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	defer p.Close()
 	rowsBefore, _ := countRows(ctx, pool, cfg.pgTable)
 	log.Info("causeway: loading\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, nil, log)
+	srv, err := serveMetrics(cfg.metricsAddr, dashboard.WithErrors(p.Topology(), errs), nil, log)
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func runLoadExactlyOnce(ctx context.Context, cfg *config, log *slog.Logger, stdo
 	defer p.Close()
 	rowsBefore, _ := countRows(ctx, pool, cfg.pgTable)
 	log.Info("causeway: loading exactly once\n" + p.Topology().Describe().String())
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, nil, log)
+	srv, err := serveMetrics(cfg.metricsAddr, p.Topology(), nil, log)
 	if err != nil {
 		return err
 	}

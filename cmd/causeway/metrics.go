@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"strings"
 	"time"
 
@@ -14,14 +16,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/causeway-go/causeway/dashboard"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/promstats"
 	"github.com/causeway-go/causeway/stages"
 )
 
-// metricsServer serves /metrics and /healthz while a topology runs.
+// metricsServer serves the dashboard, /metrics, /healthz and /readyz while
+// a topology runs.
 type metricsServer struct {
 	srv  *http.Server
+	dash *dashboard.Dashboard
 	done chan struct{}
 }
 
@@ -31,25 +36,41 @@ func (m *metricsServer) close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	m.dash.Close() // ends the page's event streams, which Shutdown would wait for
 	m.srv.Shutdown(ctx)
 	<-m.done
 }
 
-// serveMetrics starts the metrics server on addr; "" serves nothing.
-// stream, if not nil, adds the X stream's metrics; extra collectors are
-// registered too.
-func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream, log *slog.Logger, extra ...prometheus.Collector) (*metricsServer, error) {
+// serveMetrics starts the HTTP server on addr (-http-addr): the dashboard
+// page for top at /, with panels, and /metrics, /healthz and /readyz; ""
+// serves nothing. stream, if not nil, adds the X stream's metrics and its
+// dashboard panel. It logs the page's URL.
+func serveMetrics(addr string, top dashboard.Topology, stream *twitter.Stream, log *slog.Logger, panels ...dashboard.Panel) (*metricsServer, error) {
+	return serveMetricsWith(addr, top, stream, log, nil, panels...)
+}
+
+// serveMetricsWith is serveMetrics with extra collectors on /metrics.
+func serveMetricsWith(addr string, top dashboard.Topology, stream *twitter.Stream, log *slog.Logger, extra []prometheus.Collector,
+	panels ...dashboard.Panel) (*metricsServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
+	stats := top.Stats
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		promstats.New("causeway", stats))
+	reg.MustRegister(extra...)
 	if stream != nil {
 		reg.MustRegister(newStreamCollector(stream))
+		panels = append([]dashboard.Panel{streamPanel(stream)}, panels...)
 	}
-	reg.MustRegister(extra...)
 	mux := http.NewServeMux()
+	if os.Getenv("CAUSEWAY_PPROF") == "1" {
+		// Profiling on request only: $CAUSEWAY_PPROF=1 serves Go's
+		// /debug/pprof/ beside the page.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if stream != nil && stream.Stats().State == twitter.StateStopped {
@@ -68,17 +89,51 @@ func serveMetrics(addr string, stats func() stages.Stats, stream *twitter.Stream
 	})
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-metrics-addr %s: %w", addr, err)
+		return nil, fmt.Errorf("-http-addr %s: %w", addr, err)
 	}
-	m := &metricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, done: make(chan struct{})}
+	dash := dashboard.New(dashboard.Options{Panels: panels}, top)
+	mux.Handle("/", dash)
+	m := &metricsServer{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, dash: dash, done: make(chan struct{})}
 	go func() {
 		defer close(m.done)
 		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("causeway: metrics server", "err", err)
 		}
 	}()
-	log.Info("causeway: serving /metrics, /healthz and /readyz", "addr", ln.Addr().String())
+	log.Info("causeway: dashboard at "+pageURL(ln.Addr()), "metrics", "/metrics", "health", "/healthz", "ready", "/readyz")
 	return m, nil
+}
+
+// pageURL is the dashboard's URL on a listener's address; an unspecified
+// host (":9464") is shown as localhost.
+func pageURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+// streamPanel is the dashboard's panel for the X stream: its connection
+// state, reconnects by reason and what became of the lines it read.
+func streamPanel(stream *twitter.Stream) dashboard.Panel {
+	return dashboard.Panel{Name: "stream", Title: "X stream connection", Data: func() any {
+		x := stream.Stats()
+		reasons := map[string]int64{}
+		for _, r := range twitter.Reasons {
+			reasons[string(r)] = x.Reconnects[r]
+		}
+		return map[string]any{
+			"state": x.State.String(), "attempts": x.Attempts, "connects": x.Connects,
+			"reconnects": reasons, "last_backoff": x.LastBackoff.String(),
+			"bytes": x.Bytes, "keep_alives": x.KeepAlives, "lines": x.Received, "tweets": x.Tweets,
+			"emitted": x.Emitted, "deduplicated": x.Deduplicated, "abandoned": x.Abandoned,
+			"malformed": x.Malformed, "oversized": x.Oversized, "stream_errors": x.StreamErrors, "ignored": x.Ignored,
+		}
+	}}
 }
 
 // streamCollector exports an X stream's counters and connection state.

@@ -44,13 +44,13 @@ func (p *progress) show(x twitter.Stats, s stages.Stats) {
 	if dt < p.every {
 		return
 	}
-	recv, acked := x.Tweets, s.Acked // acked: stored by every sink (or held in a spill)
+	recv, acked := x.Tweets, stored(s) // stored by every sink, not what waits in a spill
 	rate := float64(recv-p.lastRecv) / dt.Seconds()
 	ackRate := float64(acked-p.lastAck) / dt.Seconds()
 	p.last, p.lastRecv, p.lastAck = now, recv, acked
 	var batchers []string
 	for _, b := range s.Batchers {
-		line := fmt.Sprintf("%s %d ok %d failed %d pending", b.Name, b.Acked, b.Failed, b.Pending)
+		line := fmt.Sprintf("%s %d ok %d failed %d pending, concurrency %d", b.Name, b.Acked, b.Failed, b.Pending, b.Concurrency)
 		if sp := b.Spill; sp != nil && (sp.Records > 0 || sp.SinkDown) {
 			line += fmt.Sprintf(" %d spilled", sp.Records)
 		}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/causeway-go/causeway/dashboard"
+	pkafka "github.com/causeway-go/causeway/producers/kafka"
 	"github.com/causeway-go/causeway/producers/twitter"
 	"github.com/causeway-go/causeway/producers/twitter/twittertest"
 	"github.com/causeway-go/causeway/stages"
@@ -64,7 +68,11 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 	}
 	if cfg.kafkaBrokers == "" && cfg.mode != "archive" {
 		var err error
-		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"))
+		// kfake keeps each partition's log in memory, in segments that grow
+		// by doubling; 4 MiB segments (not 100) keep that growth from copying
+		// and faulting in far more memory than the records take.
+		e.kafka, err = kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"),
+			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(4 << 20)}))
 		if err != nil {
 			e.close()
 			return nil, fmt.Errorf("embedded Kafka: %w", err)
@@ -86,6 +94,11 @@ func randomToken() string {
 // In archive mode the only batcher is "archive": no Kafka, no Postgres.
 func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr io.Writer, hup <-chan os.Signal) error {
 	archiveOnly := cfg.mode == "archive"
+	stopProfile, err := startCPUProfile(cfg.cpuProfile)
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	emb, err := startEmbedded(cfg, log)
 	if err != nil {
 		return err
@@ -112,16 +125,19 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if err := xcfg.Validate(); err != nil {
 		return err
 	}
+	errs := &dashboard.Errors{} // the latest errors, for the dashboard
 	tcfg := tweets.Config{
 		Stream:          xcfg,
 		Processors:      cfg.processors,
 		BufferSize:      cfg.buffer,
 		Keep:            stages.KeepLast,
-		HandleFailed:    newFailureLog(log).handle,
+		HandleFailed:    dashboard.HandleFailed(errs, newFailureLog(log).handle),
+		Hooks:           errs.Hooks(stages.Hooks{}),
 		ShutdownTimeout: cfg.shutdownTimeout,
 		Logger:          log,
 	}
 	var pool *pgxpool.Pool
+	var dlq *pkafka.DeadLetter[twitter.Tweet]
 	if archiveOnly {
 		tcfg.StateFile = cfg.stateFile // no spill in this mode: no default under -spill-dir
 	} else {
@@ -130,14 +146,33 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 			return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)
 		}
 		defer pool.Close()
+		if err := checkPostgres(ctx, pool, cfg.databaseURL, cfg.connectTimeout); err != nil {
+			return err
+		}
+		if emb.kafka == nil {
+			if err := checkKafka(cfg.kafkaBrokers, cfg.connectTimeout); err != nil {
+				return err
+			}
+		}
 		tcfg.Kafka = tweets.KafkaConfig{Brokers: cfg.kafkaBrokers, Topic: cfg.kafkaTopic,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.kafkaBatchSize, BatchTimeout: cfg.kafkaBatchTimeout,
-				Concurrency: cfg.kafkaConcurrency}}
+				Concurrency: cfg.kafkaConcurrency, MaxConcurrency: adaptiveMax(cfg.kafkaConcurrency, cfg.kafkaMaxConc)}}
 		tcfg.Postgres = tweets.PostgresConfig{Pool: pool, Table: cfg.pgTable,
 			Batcher: topology.BatcherSpec[twitter.Tweet]{BatchSize: cfg.pgBatchSize, BatchTimeout: cfg.pgBatchTimeout,
-				Concurrency: cfg.pgConcurrency}}
+				Concurrency: cfg.pgConcurrency, MaxConcurrency: adaptiveMax(cfg.pgConcurrency, cfg.pgMaxConc)}}
 		tcfg.Spill = tweets.SpillConfig{Dir: cfg.spillDir, MaxBytes: cfg.spillMaxBytes}
 		tcfg.StateFile = cfg.streamStateFile()
+		if dlq, err = newStreamDeadLetter(cfg, log); err != nil {
+			return err
+		}
+		if dlq != nil {
+			defer dlq.Close() // after the topology's drain: p.Close runs first
+			logFailed := tcfg.HandleFailed
+			tcfg.HandleFailed = func(ctx context.Context, failed []*stages.Message[twitter.Tweet]) {
+				logFailed(ctx, failed)
+				dlq.HandleFailed(ctx, failed)
+			}
+		}
 	}
 	var arch *tweetArchive
 	if cfg.archiveDir != "" {
@@ -165,7 +200,7 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	}
 	log.Info("causeway: starting\n" + p.Topology().Describe().String())
 
-	srv, err := serveMetrics(cfg.metricsAddr, p.Stats, p.Stream(), log)
+	srv, err := serveMetrics(cfg.metricsAddr, dashboard.WithErrors(p.Topology(), errs), p.Stream(), log)
 	if err != nil {
 		return err
 	}
@@ -197,6 +232,10 @@ func runStream(ctx context.Context, cfg *config, log *slog.Logger, stdout, stder
 	if pool != nil {
 		sum.addPostgres(qctx, pool, cfg.pgTable, rowsBefore)
 		sum.KafkaTopicRecords = topicRecords(cfg.kafkaBrokers, cfg.kafkaTopic)
+	}
+	if dlq != nil {
+		ds := dlq.Stats()
+		sum.DeadLettered, sum.DeadLetterFailed = ds.Stored, ds.Failed
 	}
 	sum.print(stdout)
 	return errors.Join(err, sum.writeJSON(cfg.summaryJSON))
@@ -294,10 +333,60 @@ func (f *failureLog) handle(_ context.Context, failed []*stages.Message[twitter.
 		"others_since_last_report", f.skipped.Swap(0))
 }
 
+// newStreamDeadLetter returns the dead-letter producer of the tweet
+// topology: tweets failed for good (a row Postgres refuses, a record the
+// broker refuses as too large) go to -dlq-topic with the error in headers,
+// their raw JSON as the value (cut to 900 KiB, marked, if longer). nil when
+// -dlq-topic is "-".
+func newStreamDeadLetter(cfg *config, log *slog.Logger) (*pkafka.DeadLetter[twitter.Tweet], error) {
+	topic := cfg.dlqTopic
+	switch topic {
+	case "-":
+		return nil, nil
+	case "":
+		topic = cfg.kafkaTopic + ".dlq"
+	}
+	dlq, err := pkafka.NewDeadLetter(pkafka.DeadLetterConfig[twitter.Tweet]{
+		Brokers: cfg.kafkaBrokers, Topic: topic, Value: tweets.Value,
+		Key: tweets.Key, Permanent: stages.IsPermanent,
+		DeliveryTimeout: 10 * time.Second, Logger: log.With("component", "dead-letter"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("-dlq-topic %s: %w", topic, err)
+	}
+	return dlq, nil
+}
+
 // streamStateFile is -state-file, or stream-state.json in -spill-dir.
 func (c *config) streamStateFile() string {
 	if c.stateFile != "" || c.spillDir == "" {
 		return c.stateFile
 	}
 	return filepath.Join(c.spillDir, "stream-state.json")
+}
+
+// adaptiveMax is a batcher's MaxConcurrency: none when the flag fixed the
+// pool, else the flag's bound.
+func adaptiveMax(fixed, bound int) int {
+	if fixed > 0 {
+		return 0
+	}
+	return bound
+}
+
+// startCPUProfile writes a CPU profile to path (none when path is "")
+// until the returned function is called.
+func startCPUProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile %s: %w", path, err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

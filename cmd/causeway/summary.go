@@ -28,10 +28,13 @@ type summary struct {
 	Emitted      int64 `json:"emitted"`
 	Deduplicated int64 `json:"deduplicated"`
 	Malformed    int64 `json:"malformed"`
-	StreamErrors int64 `json:"stream_errors"`
-	Ignored      int64 `json:"ignored"`
-	Abandoned    int64 `json:"abandoned"`
-	KeepAlives   int64 `json:"keep_alives"`
+	// MalformedLate: tweet lines the processors found malformed when they
+	// decoded them (within emitted, and failed).
+	MalformedLate int64 `json:"malformed_late"`
+	StreamErrors  int64 `json:"stream_errors"`
+	Ignored       int64 `json:"ignored"`
+	Abandoned     int64 `json:"abandoned"`
+	KeepAlives    int64 `json:"keep_alives"`
 	// Topology accounting: emitted = acked + failed + dropped + unfinished.
 	Dropped    int64 `json:"dropped"`
 	Acked      int64 `json:"acked"`
@@ -43,6 +46,11 @@ type summary struct {
 	PostgresRows      int64 `json:"postgres_rows"`
 	PostgresNewRows   int64 `json:"postgres_rows_new"`
 	PostgresTableRows int64 `json:"postgres_table_rows"`
+	// DeadLettered counts failed tweets stored in the dead-letter topic
+	// (-dlq-topic) with their error; DeadLetterFailed those it could not
+	// store (they are only counted as failed).
+	DeadLettered     int64 `json:"dead_lettered"`
+	DeadLetterFailed int64 `json:"dead_letter_failed,omitempty"`
 
 	// Archive (causeway archive, or -archive-dir): lines written, fsync'ed
 	// and acknowledged by the "archive" batcher, and the files this run
@@ -77,6 +85,7 @@ type batcherSummary struct {
 	Spilled      int64 `json:"spilled,omitempty"`
 	Replayed     int64 `json:"replayed,omitempty"`
 	SpillWaiting int64 `json:"spill_waiting,omitempty"`
+	ReplayFailed int64 `json:"replay_failed,omitempty"` // replayed from the spill, then failed for good
 }
 
 type hashtagCount struct {
@@ -84,23 +93,36 @@ type hashtagCount struct {
 	Tweets int64  `json:"tweets"`
 }
 
+// stored counts the tweets every sink holds: acknowledged, less what still
+// waits in a spill and what a replay from it then failed for good
+// (dead-lettered).
+func stored(s stages.Stats) int64 {
+	n := s.Acked
+	for _, b := range s.Batchers {
+		if sp := b.Spill; sp != nil {
+			n -= int64(sp.Records) + sp.ReplayFailed
+		}
+	}
+	return max(n, 0)
+}
+
 func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 	sum := &summary{
 		Mode: mode, Emitted: s.Producer.Emitted, Dropped: s.Dropped, Acked: s.Acked, Failed: s.Failed, Unfinished: s.InFlight,
 		Batchers: map[string]batcherSummary{}, DurationSeconds: elapsed.Seconds(), KafkaTopicRecords: -1,
 	}
-	sum.Stored = s.Acked
+	sum.Stored = stored(s)
 	for _, b := range s.Batchers {
 		bs := batcherSummary{Acked: b.Acked, Failed: b.Failed, Batches: b.Batches}
 		if sp := b.Spill; sp != nil {
 			bs.Spilled, bs.Replayed, bs.SpillWaiting = sp.Spilled, sp.Replayed, int64(sp.Records)
-			sum.Stored -= int64(sp.Records)
+			bs.ReplayFailed = sp.ReplayFailed
 		}
 		sum.Batchers[b.Name] = bs
 	}
-	sum.Stored = max(sum.Stored, 0)
-	sum.KafkaRecords = sum.Batchers["kafka"].Acked - sum.Batchers["kafka"].SpillWaiting
-	sum.PostgresRows = sum.Batchers["postgres"].Acked - sum.Batchers["postgres"].SpillWaiting
+	k, pg := sum.Batchers["kafka"], sum.Batchers["postgres"]
+	sum.KafkaRecords = k.Acked - k.SpillWaiting - k.ReplayFailed
+	sum.PostgresRows = pg.Acked - pg.SpillWaiting - pg.ReplayFailed
 	if elapsed > 0 {
 		sum.TweetsPerSecond = float64(sum.Emitted) / elapsed.Seconds()
 		sum.ReceivedPerSecond = sum.TweetsPerSecond
@@ -111,6 +133,7 @@ func newSummary(mode string, s stages.Stats, elapsed time.Duration) *summary {
 
 func (s *summary) addStream(x twitter.Stats) {
 	s.Received, s.Tweets, s.Deduplicated, s.Malformed = x.Received, x.Tweets, x.Deduplicated, x.Malformed
+	s.MalformedLate = x.MalformedLate
 	s.StreamErrors, s.Ignored, s.Abandoned, s.KeepAlives = x.StreamErrors, x.Ignored, x.Abandoned, x.KeepAlives
 	s.Reconnects = map[string]int64{}
 	for r, n := range x.Reconnects {
@@ -179,6 +202,9 @@ func (s *summary) print(w io.Writer) {
 	if s.Mode != "load" {
 		fmt.Fprintf(&b, "  stream     received %d lines: %d tweets (%d emitted, %d deduplicated, %d abandoned), %d malformed, %d stream errors; %d keep-alives",
 			s.Received, s.Tweets, s.Emitted, s.Deduplicated, s.Abandoned, s.Malformed, s.StreamErrors, s.KeepAlives)
+		if s.MalformedLate > 0 {
+			fmt.Fprintf(&b, "; %d emitted found malformed by the processors", s.MalformedLate)
+		}
 		if s.Served > 0 {
 			fmt.Fprintf(&b, "; the embedded fake served %d", s.Served)
 		}
@@ -191,6 +217,9 @@ func (s *summary) print(w io.Writer) {
 	}
 	fmt.Fprintf(&b, "  topology   emitted %d = acked %d + failed %d + dropped %d + unfinished %d\n",
 		s.Emitted, s.Acked, s.Failed, s.Dropped, s.Unfinished)
+	if s.DeadLettered+s.DeadLetterFailed > 0 {
+		fmt.Fprintf(&b, "  dead letters %d failed tweets stored in the dead-letter topic, %d could not be\n", s.DeadLettered, s.DeadLetterFailed)
+	}
 	names := make([]string, 0, len(s.Batchers))
 	for n := range s.Batchers {
 		names = append(names, n)

@@ -90,14 +90,18 @@ type batcher[T any] struct {
 	// contend with processors adding messages; qmu is taken inside mu.
 	qmu     sync.Mutex
 	queues  [][]*openBatch[T]
-	queued  int // batches in all queues
-	ready   []notify.Notifier
+	queued  int    // batches in all queues
+	busy    []bool // partitioned: a batch of queue i is being handled
+	wake    notify.Notifier
 	taken   notify.Notifier
 	drained bool          // close flushed everything: batch processors end on empty queues
 	quit    chan struct{} // closed by close: the timer goroutine returns
 	timerOK chan struct{} // closed when the timer goroutine has returned
 
 	bpState       []atomic.Int32 // per batch processor: what it is doing
+	lim           *limiter       // how many batch processors may take batches
+	active        atomic.Int32   // handler calls running
+	queuedN       atomic.Int32   // queued, readable without qmu
 	received      atomic.Int64
 	pending       atomic.Int64
 	batches       atomic.Int64
@@ -110,9 +114,11 @@ type batcher[T any] struct {
 	latency       *Histogram
 	panicLog      ratelog.Limiter
 	outageLog     ratelog.Limiter
-	blocked       atomic.Bool // OutageBlock: a batch is being retried
-	spill         *spiller[T] // OutageSpill
-	spillFull     atomic.Bool // the spill refused a batch: held back until room
+	blocked       atomic.Bool  // OutageBlock: a batch is being retried
+	spill         *spiller[T]  // OutageSpill
+	spillFull     atomic.Bool  // the spill refused a batch: held back until room
+	progress      atomic.Int64 // unix nanos of the last handler return (or first call)
+	overflowed    atomic.Int64 // batches sent to the spill while the sink stalled
 }
 
 // openSpill opens the batcher's spill, for OutageSpill.
@@ -151,15 +157,21 @@ func newBatcher[T any](e *Engine[T], index int, cfg BatcherConfig[T]) *batcher[T
 		timerOK: make(chan struct{}),
 		sizes:   NewSizeHistogram(),
 		latency: NewLatencyHistogram(),
-		bpState: make([]atomic.Int32, cfg.Concurrency),
 		policy:  batchPolicy{size: cfg.BatchSize, sized: cfg.SizeFunc != nil, timeout: cfg.BatchTimeout},
+	}
+	procs := cfg.processors()
+	b.bpState = make([]atomic.Int32, procs)
+	if cfg.MaxConcurrency > 0 {
+		b.lim = newLimiter(cfg.Concurrency, max(1, cfg.MinConcurrency), procs)
+	} else {
+		b.lim = newLimiter(cfg.Concurrency, cfg.Concurrency, procs)
 	}
 	n := 1
 	if cfg.PartitionBy != nil {
-		n = cfg.Concurrency
+		n = procs
+		b.busy = make([]bool, n)
 	}
 	b.queues = make([][]*openBatch[T], n)
-	b.ready = make([]notify.Notifier, n)
 	size := cfg.BatchSize
 	if cfg.SizeFunc != nil {
 		size = 16
@@ -173,19 +185,18 @@ func (b *batcher[T]) start(ctx context.Context, wg *sync.WaitGroup) {
 	b.timer.Stop()
 	wg.Go(func() { b.runTimer(ctx) })
 	var bps sync.WaitGroup
-	for i := range b.cfg.Concurrency {
-		q := 0
-		if b.cfg.PartitionBy != nil {
-			q = i
-		}
+	for i := range b.bpState {
 		wctx := withWorker(ctx, Worker{Batcher: b.cfg.Name, Index: i})
-		bps.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), q) })
+		bps.Go(func() { b.runProcessor(wctx, (*atomicState)(&b.bpState[i]), i) })
 	}
 	wg.Go(bps.Wait)
 	if b.spill != nil {
 		// The replay drains once the batch processors are done: nothing is
 		// appended to the spill after that.
 		wg.Go(func() { b.spill.run(ctx) })
+		if b.cfg.PartitionBy == nil {
+			bps.Go(func() { b.runOverflow(ctx) })
+		}
 		wg.Go(func() { bps.Wait(); b.spill.drain() })
 	}
 }
@@ -225,9 +236,7 @@ func (b *batcher[T]) close() {
 	}
 	b.qmu.Lock()
 	b.drained = true
-	for i := range b.ready {
-		b.ready[i].Broadcast()
-	}
+	b.wake.Broadcast()
 	b.qmu.Unlock()
 	b.mu.Unlock()
 	close(b.quit)
@@ -250,7 +259,7 @@ func (b *batcher[T]) measure(r *ref[T]) (ok bool) {
 		}
 	}()
 	if b.cfg.PartitionBy != nil {
-		r.part = int32(b.cfg.PartitionBy(r.m) % uint64(b.cfg.Concurrency))
+		r.part = int32(b.cfg.PartitionBy(r.m) % uint64(len(b.queues)))
 	}
 	if b.cfg.SizeFunc != nil {
 		r.size = int32(b.cfg.SizeFunc(r.m))
@@ -357,7 +366,8 @@ func (b *batcher[T]) flushLocked(ob *openBatch[T], t Trigger) {
 	b.qmu.Lock()
 	b.queues[i] = append(b.queues[i], ob)
 	b.queued++
-	b.ready[i].Broadcast()
+	b.queuedN.Store(int32(b.queued))
+	b.wake.Broadcast()
 	b.qmu.Unlock()
 }
 
@@ -388,34 +398,93 @@ func (b *batcher[T]) waitForRoom(ctx context.Context) bool {
 	}
 }
 
-// next takes the oldest batch of queue q, waiting for one; it returns nil
-// once the batcher is drained and the queue empty, or ctx ended.
-func (b *batcher[T]) next(ctx context.Context, q int) *openBatch[T] {
+// next takes the next batch batch processor i may handle, waiting for one;
+// it returns nil once the batcher is drained and every queue empty, or ctx
+// ended. Only the first limit batch processors take batches. Unpartitioned,
+// they share one queue. Partitioned, processor i serves the queues q with
+// q % limit == i, oldest batch first, and never a queue another processor
+// is handling a batch of (busy): so however the limit changes, one
+// partition's batches are handled one at a time, in order. It returns the
+// queue the batch came from.
+func (b *batcher[T]) next(ctx context.Context, i int) (*openBatch[T], int) {
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
-	for len(b.queues[q]) == 0 || ctx.Err() != nil {
+	for {
 		// After a hard stop queued batches are left unhandled (counted as
 		// not acknowledged), not failed: a failure there would only say
 		// that the topology stopped.
-		if b.drained || ctx.Err() != nil {
-			return nil
+		if ctx.Err() != nil {
+			return nil, 0
 		}
-		ch := b.ready[q].Wait()
+		if limit := b.lim.limit(); i < limit {
+			if q := b.pick(i, limit); q >= 0 {
+				ob := b.queues[q][0]
+				b.queues[q][0] = nil
+				b.queues[q] = b.queues[q][1:]
+				b.queued--
+				b.queuedN.Store(int32(b.queued))
+				if b.busy != nil {
+					b.busy[q] = true
+				}
+				b.taken.Broadcast()
+				if b.drained && b.queued == 0 {
+					b.wake.Broadcast() // the idle ones can end
+				}
+				return ob, q
+			}
+		}
+		if b.drained && b.queued == 0 {
+			return nil, 0
+		}
+		ch := b.wake.Wait()
 		b.qmu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			b.qmu.Lock()
-			return nil
+			return nil, 0
 		}
 		b.qmu.Lock()
 	}
-	ob := b.queues[q][0]
-	b.queues[q][0] = nil
-	b.queues[q] = b.queues[q][1:]
-	b.queued--
-	b.taken.Broadcast()
-	return ob
+}
+
+// pick returns a queue processor i (of limit) may take a batch from, or
+// -1. b.qmu must be held.
+func (b *batcher[T]) pick(i, limit int) int {
+	if b.busy == nil {
+		if len(b.queues[0]) > 0 {
+			return 0
+		}
+		return -1
+	}
+	for q := i; q < len(b.queues); q += limit {
+		if len(b.queues[q]) > 0 && !b.busy[q] {
+			return q
+		}
+	}
+	return -1
+}
+
+// done marks queue q's batch handled: another batch of q may be taken.
+func (b *batcher[T]) done(q int) {
+	if b.busy == nil {
+		return
+	}
+	b.qmu.Lock()
+	b.busy[q] = false
+	if len(b.queues[q]) > 0 || b.drained {
+		b.wake.Broadcast()
+	}
+	b.qmu.Unlock()
+}
+
+// setConcurrency pins the pool's limit (0: adapt again); see limiter.set.
+func (b *batcher[T]) setConcurrency(n int) int {
+	n = b.lim.set(n)
+	b.qmu.Lock()
+	b.wake.Broadcast()
+	b.qmu.Unlock()
+	return n
 }
 
 func (b *batcher[T]) stats() BatcherStats {
@@ -424,20 +493,24 @@ func (b *batcher[T]) stats() BatcherStats {
 		sp = b.spill.stats()
 	}
 	return BatcherStats{
-		Spill:         sp,
-		Name:          b.cfg.Name,
-		Concurrency:   b.cfg.Concurrency,
-		Received:      b.received.Load(),
-		Pending:       b.pending.Load(),
-		Batches:       b.batches.Load(),
-		BatchesFailed: b.batchesFailed.Load(),
-		Retries:       b.retries.Load(),
-		Blocked:       b.blocked.Load() || b.spillFull.Load(),
-		Missing:       b.missing.Load(),
-		Acked:         b.acked.Load(),
-		Failed:        b.failed.Load(),
-		BatchSize:     b.sizes.Snapshot(),
-		Latency:       b.latency.Snapshot(),
+		Spill:              sp,
+		Name:               b.cfg.Name,
+		Concurrency:        b.lim.limit(),
+		MinConcurrency:     b.lim.min,
+		MaxConcurrency:     b.lim.max,
+		Adaptive:           b.lim.adaptive && !b.lim.pinned.Load(),
+		ConcurrencyChanges: b.lim.changes.Load(),
+		Received:           b.received.Load(),
+		Pending:            b.pending.Load(),
+		Batches:            b.batches.Load(),
+		BatchesFailed:      b.batchesFailed.Load(),
+		Retries:            b.retries.Load(),
+		Blocked:            b.blocked.Load() || b.spillFull.Load(),
+		Missing:            b.missing.Load(),
+		Acked:              b.acked.Load(),
+		Failed:             b.failed.Load(),
+		BatchSize:          b.sizes.Snapshot(),
+		Latency:            b.latency.Snapshot(),
 	}
 }
 
@@ -453,25 +526,118 @@ type batchProcessor[T any] struct {
 	settler settler[T]
 }
 
-func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, q int) {
+func (b *batcher[T]) runProcessor(ctx context.Context, state *atomicState, i int) {
 	bp := &batchProcessor[T]{b: b, ctx: ctx, state: state}
 	bp.settler.init(b.e)
 	for {
-		ob := b.next(ctx, q)
+		ob, q := b.next(ctx, i)
 		if ob == nil {
 			return
 		}
 		bp.process(ob)
-		n := len(ob.msgs)
-		for _, h := range ob.holds {
-			b.e.release(h.c, h.n)
-		}
-		clear(ob.holds)
-		clear(ob.msgs)
-		ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
-		b.pool.Put(ob)
-		b.pending.Add(-int64(n))
+		b.done(q)
+		b.recycle(ob)
 	}
+}
+
+// recycle releases a handled batch's holds on its chunks and returns it to
+// the pool.
+func (b *batcher[T]) recycle(ob *openBatch[T]) {
+	n := len(ob.msgs)
+	for _, h := range ob.holds {
+		b.e.release(h.c, h.n)
+	}
+	clear(ob.holds)
+	clear(ob.msgs)
+	ob.holds, ob.msgs = ob.holds[:0], ob.msgs[:0]
+	b.pool.Put(ob)
+	b.pending.Add(-int64(n))
+}
+
+// stalled reports whether every batch processor has been inside the
+// handler, with no call returning, for longer than the spill's
+// StallTimeout.
+func (b *batcher[T]) stalled(now time.Time) bool {
+	return int(b.active.Load()) >= b.lim.limit() &&
+		now.Sub(time.Unix(0, b.progress.Load())) > b.cfg.Spill.stallTimeout()
+}
+
+// runOverflow watches a spilling batcher's sink: while it is stalled, it
+// takes the queued batches and holds them in the spill, so that a sink
+// whose client waits out an outage costs no other batcher its data. The
+// batch processors then put their next batches in the spill too (behind
+// these), and the replay hands everything to the sink once it answers.
+func (b *batcher[T]) runOverflow(ctx context.Context) {
+	bp := &batchProcessor[T]{b: b, ctx: ctx, state: new(atomicState)}
+	bp.settler.init(b.e)
+	every := min(max(b.cfg.Spill.stallTimeout()/4, 10*time.Millisecond), 250*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+		for b.stalled(time.Now()) {
+			ob, done := b.takeQueued()
+			if ob == nil {
+				if done {
+					return
+				}
+				break
+			}
+			b.overflowed.Add(1)
+			if ok, n := b.outageLog.Allow(1); ok {
+				b.e.cfg.Logger.Warn("stages: sink stalled; batches queued behind it go to the spill",
+					"topology", b.e.cfg.Name, "batcher", b.cfg.Name, "batches", n,
+					"no_answer_for", time.Since(time.Unix(0, b.progress.Load())).Round(time.Millisecond))
+			}
+			bp.spillBatch(ob)
+			b.recycle(ob)
+		}
+		b.qmu.Lock()
+		done := b.drained && b.queued == 0
+		b.qmu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// takeQueued takes the oldest queued batch, or returns nil and whether the
+// batcher is drained.
+func (b *batcher[T]) takeQueued() (*openBatch[T], bool) {
+	b.qmu.Lock()
+	defer b.qmu.Unlock()
+	if len(b.queues[0]) == 0 {
+		return nil, b.drained
+	}
+	ob := b.queues[0][0]
+	b.queues[0][0] = nil
+	b.queues[0] = b.queues[0][1:]
+	b.queued--
+	b.queuedN.Store(int32(b.queued))
+	b.taken.Broadcast()
+	if b.drained && b.queued == 0 {
+		b.wake.Broadcast() // the idle batch processors can end
+	}
+	return ob, false
+}
+
+// spillBatch holds a whole batch in the spill and settles it.
+func (bp *batchProcessor[T]) spillBatch(ob *openBatch[T]) {
+	b := bp.b
+	msgs := ob.msgs
+	bp.set = bp.set[:0]
+	for i := range msgs {
+		bp.set = append(bp.set, int32(i))
+	}
+	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
+	bp.holdOrWait(msgs, bp.set, info)
+	bp.state.set(workerAcking)
+	bp.settler.settle(bp.ctx, msgs, b)
+	bp.state.set(workerIdle)
 }
 
 func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
@@ -485,10 +651,7 @@ func (bp *batchProcessor[T]) process(ob *openBatch[T]) {
 	info := BatchInfo{Batcher: b.cfg.Name, Key: ob.key, Partition: ob.partition, Size: len(msgs), Trigger: ob.trigger}
 	if b.spill != nil && b.spill.pending() {
 		// Earlier batches wait in the spill: this one joins them, in order.
-		bp.holdOrWait(msgs, bp.set, info)
-		bp.state.set(workerAcking)
-		bp.settler.settle(bp.ctx, msgs, b)
-		bp.state.set(workerIdle)
+		bp.spillBatch(ob)
 		return
 	}
 	retry, block := b.cfg.Retry, b.cfg.Outage == OutageBlock
@@ -645,9 +808,16 @@ func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 	}
 	start := time.Now()
 	bp.state.set(workerHandling)
+	active := b.active.Add(1)
+	if active == 1 {
+		b.progress.Store(start.UnixNano())
+	}
 	err := bp.call(&bp.batch)
+	b.active.Add(-1)
 	bp.state.set(workerIdle)
-	d := time.Since(start)
+	now := time.Now()
+	b.progress.Store(now.UnixNano())
+	d := now.Sub(start)
 	b.latency.ObserveDuration(d)
 	b.batches.Add(1)
 	if err != nil {
@@ -657,6 +827,20 @@ func (bp *batchProcessor[T]) attempt(msgs []*Message[T], info BatchInfo) {
 		}
 	} else if got := bp.batch.Messages; len(got) != len(ptrs) || (len(got) > 0 && &got[0] != &ptrs[0]) {
 		bp.failMissing(msgs, got)
+	}
+	if b.lim.adaptive {
+		failed := err != nil
+		for _, s := range bp.set {
+			if m := msgs[s]; !failed && m.err != nil && !IsPermanent(m.err) {
+				failed = true
+			}
+		}
+		saturated := int(active) >= b.lim.limit() || b.queuedN.Load() > 0
+		if b.lim.observe(now, d, len(bp.set), info.Trigger == TriggerSize, failed, saturated) {
+			b.qmu.Lock()
+			b.wake.Broadcast()
+			b.qmu.Unlock()
+		}
 	}
 	if h := hooks.BatchStop; h != nil {
 		failed := 0

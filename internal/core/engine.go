@@ -55,9 +55,20 @@ type BatcherConfig[T any] struct {
 	SizeFunc func(*Message[T]) int
 	// BatchTimeout closes a batch that long after its first message.
 	BatchTimeout time.Duration
-	Concurrency  int
-	// PartitionBy, if set, sends each message's batches to batch processor
-	// PartitionBy(m) % Concurrency, so one key's batches run in order.
+	// Concurrency is how many batch processors handle batches at once: the
+	// fixed size of the pool, or, with MaxConcurrency, where its adaptive
+	// limit starts.
+	Concurrency int
+	// MinConcurrency and MaxConcurrency, when MaxConcurrency > 0, make the
+	// pool adaptive: MaxConcurrency batch processors run, and the limit on
+	// how many handle batches at once moves between MinConcurrency
+	// (default 1) and MaxConcurrency by AIMD on the handler's latency and
+	// errors (limiter).
+	MinConcurrency int
+	MaxConcurrency int
+	// PartitionBy, if set, sends each message's batches to partition
+	// PartitionBy(m) % the pool size (MaxConcurrency, else Concurrency);
+	// one partition's batches are handled one at a time, in order.
 	PartitionBy func(*Message[T]) uint64
 	Handle      BatchHandler[T]
 	Retry       RetryPolicy
@@ -412,6 +423,28 @@ func (e *Engine[T]) runProducer(ctx context.Context, em *Emitter[T]) (err error)
 // SetRateLimit changes the producer stage's rate limit while running; it
 // applies at once. An invalid limit changes nothing and is returned.
 func (e *Engine[T]) SetRateLimit(r RateLimit) error { return e.buf.SetRateLimit(r) }
+
+// processors is the size of a batcher's pool: the batch processors it
+// starts.
+func (cfg *BatcherConfig[T]) processors() int { return max(cfg.Concurrency, cfg.MaxConcurrency) }
+
+// SetConcurrency pins how many batch processors of the named batcher may
+// handle batches at once, at n clamped to 1..its pool size (MaxConcurrency,
+// else Concurrency), at once and while it runs; the batcher then stops
+// adapting. n 0 lets an adaptive batcher adapt again from where it is. It
+// returns the limit now in force. Per-partition order holds across the
+// change: a partition's next batch waits for the one being handled.
+func (e *Engine[T]) SetConcurrency(batcher string, n int) (int, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("stages: SetConcurrency(%q, %d): want n >= 0", batcher, n)
+	}
+	for _, b := range e.batchers {
+		if b.cfg.Name == batcher {
+			return b.setConcurrency(n), nil
+		}
+	}
+	return 0, fmt.Errorf("stages: SetConcurrency: topology %q has no batcher %q", e.cfg.Name, batcher)
+}
 
 // Stats returns a snapshot of every stage's counters.
 func (e *Engine[T]) Stats() Stats {

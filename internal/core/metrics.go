@@ -136,20 +136,28 @@ type ProcessorStats struct {
 
 // BatcherStats counts what one batcher and its batch processors did.
 type BatcherStats struct {
-	Name          string
-	Concurrency   int
-	Received      int64       // message copies routed to the batcher
-	Pending       int64       // message copies in open batches or waiting to be handled
-	Batches       int64       // handler calls, retries included
-	BatchesFailed int64       // handler calls that returned an error or panicked
-	Retries       int64       // retry attempts
-	Missing       int64       // messages handlers dropped from their batch
-	Blocked       bool        // a batch the sink failed is being retried (OutageBlock, or a full spill)
-	Spill         *SpillStats // OutageSpill; nil otherwise
-	Acked         int64       // message copies the batcher's handler succeeded
-	Failed        int64       // message copies the batcher's handler failed
-	BatchSize     HistogramSnapshot
-	Latency       HistogramSnapshot // per handler call
+	Name string
+	// Concurrency is the pool's current limit: how many batch processors
+	// may handle batches at once. It moves within MinConcurrency and
+	// MaxConcurrency while Adaptive, and ConcurrencyChanges counts its
+	// moves (SetConcurrency's included).
+	Concurrency        int
+	MinConcurrency     int
+	MaxConcurrency     int
+	Adaptive           bool
+	ConcurrencyChanges int64
+	Received           int64       // message copies routed to the batcher
+	Pending            int64       // message copies in open batches or waiting to be handled
+	Batches            int64       // handler calls, retries included
+	BatchesFailed      int64       // handler calls that returned an error or panicked
+	Retries            int64       // retry attempts
+	Missing            int64       // messages handlers dropped from their batch
+	Blocked            bool        // a batch the sink failed is being retried (OutageBlock, or a full spill)
+	Spill              *SpillStats // OutageSpill; nil otherwise
+	Acked              int64       // message copies the batcher's handler succeeded
+	Failed             int64       // message copies the batcher's handler failed
+	BatchSize          HistogramSnapshot
+	Latency            HistogramSnapshot // per handler call
 }
 
 // Stats is a snapshot of a running (or finished) engine. Conservation holds

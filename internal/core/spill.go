@@ -26,6 +26,25 @@ type SpillConfig[T any] struct {
 	Encode func(*Message[T]) ([]byte, error)
 	// Decode reads Data back for the replay.
 	Decode func([]byte) (T, error)
+	// StallTimeout is how long every batch processor may be inside the
+	// batch handler without one call returning before the sink counts as
+	// stalled (a client that waits out an outage instead of failing, as a
+	// Kafka producer waits for its delivery timeout). While it is stalled,
+	// the batches queued behind the stuck calls go to the spill at once
+	// instead of holding the topology back. Default 10s: a sink that is
+	// merely slow returns well within it, or it would not be in use; it
+	// applies to
+	// batchers without PartitionBy (with it, a partition's batches must
+	// keep their order behind the call in flight).
+	StallTimeout time.Duration
+}
+
+// stallTimeout is cfg.StallTimeout or its default.
+func (cfg *SpillConfig[T]) stallTimeout() time.Duration {
+	if cfg.StallTimeout > 0 {
+		return cfg.StallTimeout
+	}
+	return 10 * time.Second
 }
 
 // spiller is a batcher's spill: the log, the replay goroutine's state and
@@ -39,8 +58,9 @@ type spiller[T any] struct {
 	mu        sync.Mutex // orders appends against the replay's hand-over
 	replaying bool       // the replay holds records it has not acknowledged
 
-	draining atomic.Bool
-	stopWait context.CancelFunc
+	draining   atomic.Bool
+	drainStart atomic.Int64 // unix nanos
+	stopWait   context.CancelFunc
 
 	spilled, replayed, replayFailed, encodeFailed atomic.Int64
 	down                                          atomic.Bool // the last replay attempt failed
@@ -111,9 +131,14 @@ func (s *spiller[T]) encode(m *Message[T]) (data []byte, err error) {
 	return s.cfg.Encode(m)
 }
 
-// drain tells the replay to stop once the spill is empty or the sink
-// fails: what is left stays on disk for the next start.
+// maxReplayWait caps the replay's back-off while the sink is down.
+const maxReplayWait = 2 * time.Second
+
+// drain tells the replay to stop once the spill is empty, the sink fails
+// or half of ShutdownTimeout has passed: what is left stays on disk for
+// the next start.
 func (s *spiller[T]) drain() {
+	s.drainStart.Store(time.Now().UnixNano())
 	s.draining.Store(true)
 	s.mu.Lock()
 	if s.stopWait != nil {
@@ -132,11 +157,31 @@ func (s *spiller[T]) run(ctx context.Context) {
 	if b.policy.sized {
 		limit = 500
 	}
+	// The replay runs as many batches at once as the batcher has batch
+	// processors (they put their batches in the spill meanwhile, so the
+	// sink sees no more calls than usual), so that a spill drains at the
+	// sink's speed, not one batch's. Batchers with PartitionBy replay one
+	// batch at a time: a partition's order must hold.
+	par := b.cfg.Concurrency
+	if b.cfg.PartitionBy != nil {
+		par = 1
+	}
 	var st settler[T]
 	st.init(b.e)
+	type chunk struct {
+		recs   []spill.Record
+		msgs   []*Message[T]
+		failed []*Message[T]
+		ok     bool
+	}
+	chunks := make([]chunk, par)
 	for attempt := 0; ctx.Err() == nil; {
+		if s.draining.Load() && time.Since(time.Unix(0, s.drainStart.Load())) > b.e.cfg.ShutdownTimeout/2 {
+			b.e.cfg.Logger.Warn("stages: drain: spill kept for the next start", "batcher", b.cfg.Name, "records", s.log.Len())
+			return
+		}
 		s.mu.Lock()
-		recs, err := s.log.Peek(limit)
+		recs, err := s.log.Peek(limit * par)
 		s.replaying = len(recs) > 0
 		s.mu.Unlock()
 		if err != nil {
@@ -149,28 +194,52 @@ func (s *spiller[T]) run(ctx context.Context) {
 			}
 			continue
 		}
-		msgs := s.decode(recs)
-		failed, ok := s.replay(ctx, msgs, attempt+1)
-		if !ok {
-			attempt++
-			if s.draining.Load() || backoff.Sleep(ctx, b.cfg.Retry.wait(attempt), nil) != nil {
+		n := 0
+		for ; len(recs) > 0; n++ {
+			k := min(limit, len(recs))
+			chunks[n] = chunk{recs: recs[:k], msgs: s.decode(recs[:k])}
+			recs = recs[k:]
+		}
+		var wg sync.WaitGroup
+		for i := range chunks[:n] {
+			c := &chunks[i]
+			wg.Go(func() { c.failed, c.ok = s.replay(ctx, c.msgs, attempt+1) })
+		}
+		wg.Wait()
+		// Acknowledge the chunks that went through, up to the first that
+		// did not: the spill is a log, read back in order. A later chunk
+		// the sink took is replayed again with it (at least once).
+		done := 0
+		for _, c := range chunks[:n] {
+			if !c.ok {
+				break
+			}
+			if len(c.failed) > 0 && b.e.cfg.HandleFailed != nil {
+				st.handleFailed(ctx, c.failed)
+			}
+			s.mu.Lock()
+			err = s.log.Ack(c.recs[len(c.recs)-1].End)
+			s.mu.Unlock()
+			if err != nil {
+				b.e.cfg.Logger.Error("stages: spill: cannot acknowledge replayed records", "batcher", b.cfg.Name, "err", err)
 				return
 			}
+			s.replayed.Add(int64(len(c.msgs) - len(c.failed)))
+			s.replayFailed.Add(int64(len(c.failed)))
+			done++
+		}
+		clear(chunks)
+		if done == n {
+			attempt = 0
 			continue
 		}
-		attempt = 0
-		if len(failed) > 0 && b.e.cfg.HandleFailed != nil {
-			st.handleFailed(ctx, failed)
-		}
-		s.mu.Lock()
-		err = s.log.Ack(recs[len(recs)-1].End)
-		s.mu.Unlock()
-		if err != nil {
-			b.e.cfg.Logger.Error("stages: spill: cannot acknowledge replayed records", "batcher", b.cfg.Name, "err", err)
+		attempt++
+		// Probe a down sink at least every maxReplayWait: a replay
+		// attempt is a few batches, and the sooner the spill empties
+		// after an outage the less the drain leaves on disk.
+		if s.draining.Load() || backoff.Sleep(ctx, min(b.cfg.Retry.wait(attempt), maxReplayWait), nil) != nil {
 			return
 		}
-		s.replayed.Add(int64(len(msgs) - len(failed)))
-		s.replayFailed.Add(int64(len(failed)))
 	}
 }
 

@@ -40,6 +40,9 @@ type DeadLetterConfig[T any] struct {
 	// Value returns the bytes to store for a message. Default: the consumed
 	// record's value (Metadata.Value), or the data itself when T is []byte.
 	Value func(m *stages.Message[T]) ([]byte, error)
+	// Key returns the record key for a message that did not come from a
+	// Consumer (whose own key is kept). Default: no key.
+	Key func(m *stages.Message[T]) []byte
 	// Permanent, if set, chooses what to store by the message's error: a
 	// message whose error it rejects stays plainly failed, so a Consumer
 	// does not commit past it and it is read again after a rebalance or a
@@ -266,8 +269,24 @@ func (d *DeadLetter[T]) record(m *stages.Message[T]) (*ckafka.Message, error) {
 	if md != nil {
 		rec.Key = md.Key
 		rec.Timestamp = md.Timestamp
+	} else if d.cfg.Key != nil {
+		key, err := d.key(m)
+		if err != nil {
+			return nil, err
+		}
+		rec.Key = key
 	}
 	return rec, nil
+}
+
+// key runs DeadLetterConfig.Key; a panic in it becomes its error.
+func (d *DeadLetter[T]) key(m *stages.Message[T]) (k []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("DeadLetterConfig.Key panicked: %v", p)
+		}
+	}()
+	return d.cfg.Key(m), nil
 }
 
 // value runs DeadLetterConfig.Value; a panic in it becomes its error.

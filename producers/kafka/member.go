@@ -13,6 +13,7 @@ import (
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
+	"github.com/causeway-go/causeway/internal/ratelog"
 	"github.com/causeway-go/causeway/stages"
 	"github.com/causeway-go/causeway/stages/kafka/kafkalog"
 )
@@ -29,6 +30,10 @@ type member[T any] struct {
 	log    *slog.Logger
 	cons   *ckafka.Consumer
 	logsWG sync.WaitGroup
+	// errLog bounds the consumer-error warnings (every poll repeats "all
+	// brokers are down" while a cluster is unreachable) to one per 10s,
+	// with the count of the ones held back.
+	errLog ratelog.Limiter
 
 	// Run's goroutine only:
 	paused     bool
@@ -60,7 +65,8 @@ func (c *Consumer[T]) newMember(id int) (*member[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("kafka: new consumer: %w", err)
 	}
-	m := &member[T]{c: c, log: c.log.With("member", id), cons: cons, parts: map[partKey]*partState{}}
+	m := &member[T]{c: c, log: c.log.With("member", id), cons: cons, parts: map[partKey]*partState{},
+		errLog: ratelog.Limiter{Every: 10 * time.Second}}
 	m.logsWG.Go(func() { kafkalog.Forward(m.log, cons.Logs()) })
 	return m, nil
 }
@@ -191,7 +197,9 @@ func (m *member[T]) poll(timeoutMs int, recs []*ckafka.Message) ([]*ckafka.Messa
 		if e.IsFatal() {
 			return recs, fmt.Errorf("kafka: fatal consumer error: %w", e)
 		}
-		m.log.Warn("kafka: consumer error", "code", e.Code().String(), "err", e)
+		if ok, n := m.errLog.Allow(1); ok {
+			m.log.Warn("kafka: consumer error; still trying", "code", e.Code().String(), "err", e, "errors_since_last_report", n)
+		}
 	default:
 		m.log.Debug("kafka: consumer event", "event", e.String())
 	}

@@ -128,6 +128,18 @@ type Config struct {
 	// DedupWindow is how many recent tweet ids are remembered to drop
 	// duplicates. Default 100,000; negative disables de-duplication.
 	DedupWindow int
+	// DeferDecode makes the stream only frame tweet lines: it follows a
+	// line's structure far enough to read its data.id (for
+	// de-duplication) and emits the tweet undecoded, with ID, Raw,
+	// ReceivedAt and Offset set (Tweet.Deferred). The processors then call
+	// Stream.Decode, in parallel; tweets a full buffer drops are never
+	// decoded at all. Lines the quick look cannot place (no data object, an
+	// id with escapes, structure that does not close: in-stream errors,
+	// malformed lines) are decoded and counted by the stream as without
+	// it; a line that only Decode finds malformed is counted in
+	// Stats.MalformedLate (and fails its message). False: the stream
+	// decodes every line itself.
+	DeferDecode bool
 
 	// NetworkBackoff (linear), HTTPBackoff and RateLimitBackoff
 	// (exponential) are the reconnect back-off classes. Zero fields take the

@@ -93,7 +93,13 @@ func Decode(line []byte, l *Line) error {
 	}
 	// One copy of the line is both Raw and the memory of every string field
 	// without escapes (substrings of it): a tweet costs one copy of its line.
-	raw := append(make([]byte, 0, len(line)), line...)
+	return decodeOwned(append(make([]byte, 0, len(line)), line...), l)
+}
+
+// decodeOwned is Decode of a line the tweet may keep as its Raw (and share
+// its strings' memory with).
+func decodeOwned(raw []byte, l *Line) error {
+	*l = Line{Problems: l.Problems[:0]}
 	d := decoder{b: raw, s: unsafe.String(unsafe.SliceData(raw), len(raw))}
 	var seenData, seenErrors bool
 	if d.peek() != '{' {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -300,9 +301,15 @@ func TestLineReader(t *testing.T) {
 		{"", 9, 0, splitOver}, {"ccc", 51, 3, splitLine},
 		{"", 56, 11, splitOver}, {"d", 69, 1, splitLine},
 	}
-	for _, chunk := range []int{1, 3, 7, len(body)} {
+	for _, tc := range []struct {
+		chunk int
+		keep  bool
+	}{{1, false}, {3, false}, {7, false}, {len(body), false}, {1, true}, {7, true}, {len(body), true}} {
+		chunk := tc.chunk
 		lr := newLineReader(&chunkReader{b: []byte(body), n: chunk}, 10)
+		lr.keep = tc.keep
 		var out []got
+		var held [][]byte // keep: lines stay valid after later reads
 		for {
 			n, err := lr.fill()
 			for n > 0 {
@@ -311,6 +318,9 @@ func TestLineReader(t *testing.T) {
 					break
 				}
 				out = append(out, got{string(line), off, size, what})
+				if what == splitLine {
+					held = append(held, line)
+				}
 			}
 			if err == io.EOF {
 				break
@@ -327,7 +337,16 @@ func TestLineReader(t *testing.T) {
 			}
 		}
 		if !reflect.DeepEqual(out, want) {
-			t.Errorf("chunk %d:\n got %v\nwant %v", chunk, out, want)
+			t.Errorf("chunk %d keep %v:\n got %v\nwant %v", chunk, tc.keep, out, want)
+		}
+		if tc.keep {
+			var lines []string
+			for _, l := range held {
+				lines = append(lines, string(l))
+			}
+			if want := []string{"a", "", "bb", "ccc", "d"}; !slices.Equal(lines, want) {
+				t.Errorf("chunk %d keep: lines held until the end read %q, want %q", chunk, lines, want)
+			}
 		}
 		if lr.offset() != int64(len(body)-len("partial")) || lr.pending() != len("partial") {
 			t.Errorf("chunk %d: offset %d, %d bytes pending", chunk, lr.offset(), lr.pending())

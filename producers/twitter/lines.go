@@ -16,6 +16,11 @@ type lineReader struct {
 	off        int64 // stream offset of buf[start]
 	max        int
 	minRead    int
+	size       int // the buffer's size when no long line grows it
+	// keep: bytes once read are never overwritten; a buffer that runs out
+	// of room is replaced, not reused, so the lines next returns stay
+	// valid for as long as anyone holds them (DeferDecode's tweets).
+	keep bool
 
 	skipping bool // inside an oversized line, dropping bytes until "\n"
 }
@@ -31,12 +36,27 @@ const (
 
 func newLineReader(r io.Reader, limit int) *lineReader {
 	size := max(min(64<<10, limit+2), 4<<10)
-	return &lineReader{r: r, buf: make([]byte, size), max: limit, minRead: 4 << 10}
+	return &lineReader{r: r, buf: make([]byte, size), max: limit, minRead: 4 << 10, size: size}
 }
 
 // fill reads once from the body, making room first. It returns the number of
 // bytes read and the read's error.
 func (lr *lineReader) fill() (int, error) {
+	if lr.keep {
+		if len(lr.buf)-lr.end < lr.minRead {
+			size := lr.size
+			if pending := lr.end - lr.start; pending+lr.minRead > size {
+				size = 2*pending + lr.minRead // a long partial line (up to the limit, checked by next)
+			}
+			nb := make([]byte, size)
+			lr.end = copy(nb, lr.buf[lr.start:lr.end])
+			lr.start = 0
+			lr.buf = nb
+		}
+		n, err := lr.r.Read(lr.buf[lr.end:])
+		lr.end += n
+		return n, err
+	}
 	if lr.start == lr.end {
 		lr.start, lr.end = 0, 0
 	}

@@ -28,37 +28,54 @@ type StateFile struct {
 	Path string
 }
 
-// stateJSON is the file's content.
-type stateJSON struct {
+// State is what a StateFile holds.
+type State struct {
+	// LastStored is the resume point (Config.ResumeFrom): every tweet
+	// received before it is stored.
 	LastStored time.Time `json:"last_stored"`
+	// StoredIDs are ids of tweets stored already that a backfill from
+	// LastStored would bring again (Config.StoredIDs): those stored after
+	// LastStored, and any before it the program chose to keep.
+	StoredIDs []string `json:"stored_ids,omitempty"`
 }
 
 // Load returns the saved resume point, or the zero time and no error when
 // the file does not exist yet (a first start: no backfill is asked for).
 func (f StateFile) Load() (time.Time, error) {
+	st, err := f.LoadState()
+	return st.LastStored, err
+}
+
+// LoadState returns the saved state, or the zero State and no error when
+// the file does not exist yet.
+func (f StateFile) LoadState() (State, error) {
+	var st State
 	if f.Path == "" {
-		return time.Time{}, errors.New("twitter: StateFile.Path is empty")
+		return st, errors.New("twitter: StateFile.Path is empty")
 	}
 	b, err := os.ReadFile(f.Path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return time.Time{}, nil
+		return st, nil
 	}
 	if err != nil {
-		return time.Time{}, fmt.Errorf("twitter: read the state file: %w", err)
+		return st, fmt.Errorf("twitter: read the state file: %w", err)
 	}
-	var st stateJSON
 	if err := json.Unmarshal(b, &st); err != nil {
-		return time.Time{}, fmt.Errorf("twitter: state file %s: %v (content %s)", f.Path, err, quoteCut(b, 80))
+		return State{}, fmt.Errorf("twitter: state file %s: %v (content %s)", f.Path, err, quoteCut(b, 80))
 	}
-	return st.LastStored, nil
+	return st, nil
 }
 
 // Save replaces the resume point with t, atomically and durably.
-func (f StateFile) Save(t time.Time) (err error) {
+func (f StateFile) Save(t time.Time) error { return f.SaveState(State{LastStored: t}) }
+
+// SaveState replaces the state with st, atomically and durably.
+func (f StateFile) SaveState(st State) (err error) {
 	if f.Path == "" {
 		return errors.New("twitter: StateFile.Path is empty")
 	}
-	b, err := json.Marshal(stateJSON{LastStored: t.UTC()})
+	st.LastStored = st.LastStored.UTC()
+	b, err := json.Marshal(st)
 	if err != nil {
 		return fmt.Errorf("twitter: state file %s: %w", f.Path, err)
 	}

@@ -55,8 +55,12 @@ type Stats struct {
 	Abandoned    int64 // tweets decoded after the topology stopped taking input
 	Malformed    int64 // lines that are not a well-formed message, oversized ones included
 	Oversized    int64 // lines over Config.MaxLineSize (also counted in Malformed)
-	StreamErrors int64 // in-stream error messages
-	Ignored      int64 // well-formed messages of other kinds
+	// MalformedLate counts tweet lines emitted undecoded (DeferDecode) that
+	// Stream.Decode found malformed. They are within Emitted (and Tweets):
+	// the stream handed them on, and their messages failed.
+	MalformedLate int64
+	StreamErrors  int64 // in-stream error messages
+	Ignored       int64 // well-formed messages of other kinds
 }
 
 // Stats returns a snapshot of the stream's counters; it is safe to call at
@@ -64,20 +68,21 @@ type Stats struct {
 func (s *Stream) Stats() Stats {
 	c := &s.c
 	st := Stats{
-		State:        ConnState(s.state.Load()),
-		Attempts:     c.attempts.Load(),
-		Connects:     c.connects.Load(),
-		Reconnects:   make(map[Reason]int64, len(Reasons)),
-		LastBackoff:  time.Duration(c.lastBackoff.Load()),
-		Bytes:        c.bytes.Load(),
-		KeepAlives:   c.keepAlives.Load(),
-		Emitted:      c.emitted.Load(),
-		Deduplicated: c.deduplicated.Load(),
-		Abandoned:    c.abandoned.Load(),
-		Malformed:    c.malformed.Load(),
-		Oversized:    c.oversized.Load(),
-		StreamErrors: c.streamErrors.Load(),
-		Ignored:      c.ignored.Load(),
+		State:         ConnState(s.state.Load()),
+		Attempts:      c.attempts.Load(),
+		Connects:      c.connects.Load(),
+		Reconnects:    make(map[Reason]int64, len(Reasons)),
+		LastBackoff:   time.Duration(c.lastBackoff.Load()),
+		Bytes:         c.bytes.Load(),
+		KeepAlives:    c.keepAlives.Load(),
+		Emitted:       c.emitted.Load(),
+		Deduplicated:  c.deduplicated.Load(),
+		Abandoned:     c.abandoned.Load(),
+		Malformed:     c.malformed.Load(),
+		Oversized:     c.oversized.Load(),
+		MalformedLate: s.late.n.Load(),
+		StreamErrors:  c.streamErrors.Load(),
+		Ignored:       c.ignored.Load(),
 	}
 	// Outcomes are counted after what they came from, so reading these
 	// last keeps a live snapshot's sums from exceeding them.

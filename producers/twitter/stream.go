@@ -55,6 +55,7 @@ type Stream struct {
 
 	state atomic.Int32
 	c     counters
+	late  lateState // Decode's malformed lines
 }
 
 // clock is the stream's time source; tests replace it.
@@ -392,6 +393,7 @@ func (s *Stream) problem(resp *http.Response, op string) *HTTPError {
 // and decodes lines, and emits each read's tweets in one call.
 func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.Reader, wd *watchdog) result {
 	lr := newLineReader(body, s.cfg.MaxLineSize)
+	lr.keep = s.cfg.DeferDecode // deferred tweets keep their line where it was read
 	var (
 		line       Line
 		msgs       []stages.Message[Tweet]
@@ -424,6 +426,18 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 				})
 				continue
 			}
+			if s.cfg.DeferDecode {
+				if id, ok := peekTweet(raw); ok {
+					s.c.received.Add(1)
+					s.c.tweets.Add(1)
+					if s.dedup != nil && s.dedup.seen(id) {
+						s.c.deduplicated.Add(1)
+						continue
+					}
+					msgs = append(msgs, stages.Message[Tweet]{Data: deferredTweet(raw, id, now, off)})
+					continue
+				}
+			}
 			if err := Decode(raw, &line); err != nil {
 				s.c.received.Add(1)
 				s.c.malformed.Add(1)
@@ -443,7 +457,7 @@ func (s *Stream) read(ctx context.Context, out *stages.Emitter[Tweet], body io.R
 					s.c.deduplicated.Add(1)
 					continue
 				}
-				line.Tweet.ReceivedAt = now
+				line.Tweet.ReceivedAt, line.Tweet.Offset = now, off
 				msgs = append(msgs, stages.Message[Tweet]{Data: line.Tweet})
 			case KindError:
 				s.c.received.Add(1)

@@ -28,10 +28,14 @@ type Tweet struct {
 	// what a program stores as its resume point (Config.ResumeFrom,
 	// StateFile).
 	ReceivedAt time.Time
+	// Offset is the line's byte offset in its connection's stream.
+	Offset int64
 	// Raw is the stream line, without its CRLF. Treat it as read-only: the
 	// decoder gives the tweet one copy of its line, and the string fields
 	// without escapes share its memory.
 	Raw []byte
+
+	deferred bool // emitted undecoded (Config.DeferDecode): Stream.Decode fills the rest
 }
 
 // ReferencedTweet is a tweet this one replies to, quotes or retweets.

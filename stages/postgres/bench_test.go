@@ -16,8 +16,9 @@ import (
 
 // BenchmarkPostgresBatcher measures rows/s of posts (~400 bytes of raw
 // JSON each, like a tweet) into a fresh posts table: through a topology
-// whose "postgres" batcher is the sink (COPY into staging + INSERT … ON
-// CONFLICT DO NOTHING, 2 batch processors), with a raw
+// whose "postgres" batcher is the sink (COPY straight into the table, the
+// staged upsert only for a batch that conflicts) with a fixed pool of 1, 2,
+// 4 and 8 batch processors and an adaptive one of 1..8, with a raw
 // pgx CopyFrom loop of 10,000-row batches straight into the table on one
 // connection, and with one autocommitted INSERT per row (what a naive
 // pipeline does).
@@ -25,36 +26,43 @@ func BenchmarkPostgresBatcher(b *testing.B) {
 	if os.Getenv("DATABASE_URL") == "" {
 		b.Skip("DATABASE_URL is not set: run with `make bench` or `scripts/with-pg .data/pg -- go test -bench ...`")
 	}
-	b.Run("impl=topology", func(b *testing.B) {
-		pool, _ := pgtest.Schema(b)
-		sink := newPosts(b, pool)
-		data := postRange(0, b.N)
-		src := sinktest.NewSliceSource(data)
-		top, err := topology.New(topology.Spec[post]{
-			Producer:   topology.ProducerSpec[post]{Producer: src, Keep: stages.Block},
-			Processors: topology.ProcessorSpec[post]{Concurrency: 2, MaxDemand: 1000},
-			Batchers: map[string]topology.BatcherSpec[post]{
-				"postgres": {BatchSize: 10_000, BatchTimeout: 50 * time.Millisecond, Concurrency: 2, Handle: sink.HandleBatch},
-			},
+	for _, pool := range []struct {
+		name          string
+		conc, maxConc int
+	}{{"fixed=1", 1, 0}, {"fixed=2", 2, 0}, {"fixed=4", 4, 0}, {"fixed=8", 8, 0}, {"adaptive=1..8", 2, 8}} {
+		b.Run("impl=topology/"+pool.name, func(b *testing.B) {
+			pgPool, _ := pgtest.Schema(b)
+			sink := newPosts(b, pgPool)
+			data := postRange(0, b.N)
+			src := sinktest.NewSliceSource(data)
+			top, err := topology.New(topology.Spec[post]{
+				Producer:   topology.ProducerSpec[post]{Producer: src, Keep: stages.Block},
+				Processors: topology.ProcessorSpec[post]{Concurrency: 2, MaxDemand: 1000},
+				Batchers: map[string]topology.BatcherSpec[post]{
+					"postgres": {BatchSize: 10_000, BatchTimeout: 50 * time.Millisecond, Concurrency: pool.conc,
+						MaxConcurrency: pool.maxConc, Handle: sink.HandleBatch},
+				},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			stop := topologytest.Start(b, top)
+			<-src.Done()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if err := stop(); err != nil {
+				b.Fatal(err)
+			}
+			if ok, _ := src.Counts(); ok != int64(b.N) {
+				b.Fatalf("%d of %d rows written", ok, b.N)
+			}
+			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
+			b.ReportMetric(float64(top.Stats().Batchers[0].Concurrency), "limit")
 		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportAllocs()
-		b.ResetTimer()
-		start := time.Now()
-		stop := topologytest.Start(b, top)
-		<-src.Done()
-		elapsed := time.Since(start)
-		b.StopTimer()
-		if err := stop(); err != nil {
-			b.Fatal(err)
-		}
-		if ok, _ := src.Counts(); ok != int64(b.N) {
-			b.Fatalf("%d of %d rows written", ok, b.N)
-		}
-		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rows/s")
-	})
+	}
 	b.Run("impl=copyfrom", func(b *testing.B) {
 		pool, _ := pgtest.Schema(b)
 		newPosts(b, pool)

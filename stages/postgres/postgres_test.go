@@ -290,7 +290,12 @@ func TestIdempotentReplay(t *testing.T) {
 	if err := s.HandleBatch(t.Context(), batchOf(postRange(0, 500)...)); err != nil {
 		t.Fatal(err)
 	}
-	// The same batch again, then one that overlaps it and repeats a post.
+	// A batch of new rows goes straight into the table.
+	if n := s.StagedBatches(); n != 0 {
+		t.Fatalf("after a batch of new rows: %d staged batches, want 0", n)
+	}
+	// The same batch again, then one that overlaps it and repeats a post:
+	// each conflicts, and is written through the staging table.
 	replay := batchOf(postRange(0, 500)...)
 	if err := s.HandleBatch(t.Context(), replay); err != nil {
 		t.Fatal(err)
@@ -298,6 +303,9 @@ func TestIdempotentReplay(t *testing.T) {
 	overlap := batchOf(append(postRange(400, 200), newPost(450))...)
 	if err := s.HandleBatch(t.Context(), overlap); err != nil {
 		t.Fatal(err)
+	}
+	if n := s.StagedBatches(); n != 2 {
+		t.Fatalf("after a replay and an overlap: %d staged batches, want 2", n)
 	}
 	for _, b := range []*stages.Batch[post]{replay, overlap} {
 		for _, m := range b.Messages {

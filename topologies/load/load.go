@@ -106,8 +106,11 @@ func (c Config) withDefaults() Config {
 	if b.BatchTimeout == 0 {
 		b.BatchTimeout = time.Second
 	}
+	if b.Concurrency == 0 && b.MaxConcurrency == 0 {
+		b.MaxConcurrency = tweets.DefaultMaxConcurrency
+	}
 	if b.Concurrency == 0 {
-		b.Concurrency = 2
+		b.Concurrency = min(2, b.MaxConcurrency)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

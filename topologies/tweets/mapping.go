@@ -1,6 +1,7 @@
 package tweets
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strconv"
@@ -160,6 +161,11 @@ func Row(m *stages.Message[twitter.Tweet]) ([]any, error) {
 	}
 	var raw any
 	if len(t.Raw) > 0 {
+		// Refused here rather than by Postgres: a row Postgres refuses
+		// costs its whole batch another COPY.
+		if why := jsonbRefuses(t.Raw); why != "" {
+			return nil, fmt.Errorf("tweet %d: raw JSON holds %s, which Postgres jsonb refuses", id, why)
+		}
 		raw = t.Raw
 	}
 	return []any{id, author, conversation, created, t.Lang, t.Text,
@@ -178,6 +184,61 @@ func PostgresSinkConfig(table string) postgres.Config[twitter.Tweet] {
 		Row:         Row,
 		Migrate:     Schema(table),
 	}
+}
+
+// jsonbRefuses names what in a JSON text Postgres' jsonb input refuses
+// (an escaped NUL, an escaped UTF-16 surrogate that is not half of a
+// pair), or returns "". The text is known to be valid JSON.
+func jsonbRefuses(b []byte) string {
+	for i := 0; ; {
+		j := bytes.IndexByte(b[i:], '\\')
+		if j < 0 {
+			return ""
+		}
+		i += j
+		if i+1 >= len(b) {
+			return ""
+		}
+		if b[i+1] != 'u' {
+			i += 2 // \\, \", \n and the like
+			continue
+		}
+		r, ok := hex4(b, i+2)
+		switch {
+		case !ok:
+			return ""
+		case r == 0:
+			return `\u0000`
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return "a lone low surrogate escape"
+		case r >= 0xD800 && r <= 0xDBFF:
+			if lo, ok := hex4(b, i+8); !ok || i+7 >= len(b) || b[i+6] != '\\' || b[i+7] != 'u' || lo < 0xDC00 || lo > 0xDFFF {
+				return "a lone high surrogate escape"
+			}
+			i += 12
+			continue
+		}
+		i += 6
+	}
+}
+
+// hex4 reads the four hex digits at b[i:].
+func hex4(b []byte, i int) (rune, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c|0x20 >= 'a' && c|0x20 <= 'f':
+			r = r<<4 | rune(c|0x20-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
 }
 
 func optionalID(field, s string) (any, error) {

@@ -1,7 +1,10 @@
 package tweets
 
 import (
+	"bytes"
 	"fmt"
+	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -75,6 +78,49 @@ func TestRowParsesIDs(t *testing.T) {
 	} {
 		if _, err := Row(&stages.Message[twitter.Tweet]{Data: tc.tweet}); err == nil || err.Error() != tc.want {
 			t.Errorf("Row(%+v) = %v, want %q", tc.tweet, err, tc.want)
+		}
+	}
+}
+
+func TestJSONBRefuses(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"text":"plain"}`, ""},
+		{`{"text":"nul \u0000 here"}`, `\u0000`},
+		{`{"text":"escaped backslash \\u0000 is text"}`, ""},
+		{`{"text":"\\\u0000"}`, `\u0000`},
+		{`{"text":"half \ud83d end"}`, "a lone high surrogate escape"},
+		{`{"text":"half at the end \ud83d"}`, "a lone high surrogate escape"},
+		{`{"text":"two highs \ud83d\ud83d\ude00"}`, "a lone high surrogate escape"},
+		{`{"name":"low \udc00"}`, "a lone low surrogate escape"},
+		{`{"text":"pair \ud83d\ude00 and \u00e9 and \u2028"}`, ""},
+		{`{"text":"upper \uD83D\uDE00"}`, ""},
+	} {
+		if got := jsonbRefuses([]byte(tc.in)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.in, got, tc.want)
+		}
+	}
+	// The recorded stream: exactly the three edge cases jsonb refuses
+	// (testdata/README.md).
+	b, err := os.ReadFile("../../testdata/edge.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused []int
+	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\r\n")) {
+		if jsonbRefuses(line) != "" {
+			refused = append(refused, i+1)
+		}
+	}
+	if !slices.Equal(refused, []int{1, 2, 3}) {
+		t.Errorf("edge lines refused: %v, want [1 2 3]", refused)
+	}
+	b, err = os.ReadFile("../../testdata/tweets.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range bytes.Split(bytes.TrimSpace(b), []byte("\r\n")) {
+		if why := jsonbRefuses(line); why != "" {
+			t.Fatalf("tweets.jsonl line %d refused: %s", i+1, why)
 		}
 	}
 }

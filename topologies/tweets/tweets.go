@@ -50,6 +50,14 @@ type Config struct {
 	// Processors is the number of processor goroutines. Default
 	// 2 × GOMAXPROCS.
 	Processors int
+	// DecodeInProducer makes the stream decode every line itself. By
+	// default it only frames lines (twitter.Config.DeferDecode) and the
+	// processors decode the tweets, in parallel, before Enrich: the
+	// tweets a full buffer drops are never decoded. A line only the
+	// processor's decode finds malformed fails its message with a
+	// *twitter.LateMalformedError (counted in the stream's
+	// Stats.MalformedLate).
+	DecodeInProducer bool
 	// BufferSize is how many tweets the stream's stage holds that
 	// processors have not asked for yet. Default 10,000.
 	BufferSize int
@@ -103,8 +111,9 @@ type KafkaConfig struct {
 	// Topic is where the tweets go. Default "tweets".
 	Topic string
 	// Batcher is the "kafka" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 500, a 100ms timeout and 2 batch
-	// processors.
+	// fields default to batches of 500, a 100ms timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Options, if set, adjusts the sink's configuration (compression,
 	// timeouts, librdkafka properties) before it starts.
@@ -125,12 +134,17 @@ type PostgresConfig struct {
 	// "tweets".
 	Table string
 	// Batcher is the "postgres" batcher; its Handle is the sink's. Zero
-	// fields default to batches of 5,000, a 1s timeout and 2 batch
-	// processors.
+	// fields default to batches of 5,000, a 1s timeout and an adaptive
+	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
+	// no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Retry bounds the retries of transient errors.
 	Retry postgres.Retry
 }
+
+// DefaultMaxConcurrency bounds the adaptive pools of the Kafka and
+// Postgres batchers when their Batcher spec sets no concurrency.
+const DefaultMaxConcurrency = 8
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -157,8 +171,11 @@ func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout ti
 	if b.BatchTimeout == 0 {
 		b.BatchTimeout = timeout
 	}
+	if b.Concurrency == 0 && b.MaxConcurrency == 0 {
+		b.MaxConcurrency = DefaultMaxConcurrency
+	}
 	if b.Concurrency == 0 {
-		b.Concurrency = 2
+		b.Concurrency = min(2, b.MaxConcurrency)
 	}
 	return b
 }
@@ -207,15 +224,21 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 	p := &Pipeline{}
 	if cfg.StateFile != "" {
 		p.state = &twitter.StateFile{Path: cfg.StateFile}
-		from, err := p.state.Load()
+		st, err := p.state.LoadState()
 		if err != nil {
 			return nil, fmt.Errorf("tweets: %w", err)
 		}
-		if cfg.Stream.BackfillMinutes > 0 && cfg.Stream.ResumeFrom.IsZero() && !from.IsZero() {
-			cfg.Stream.ResumeFrom = from
-			cfg.Logger.Info("tweets: resuming: the first connection asks for what the last run did not store", "from", from)
+		if cfg.Stream.BackfillMinutes > 0 && cfg.Stream.ResumeFrom.IsZero() && !st.LastStored.IsZero() {
+			cfg.Stream.ResumeFrom = st.LastStored
+			// The backfill brings back tweets stored already: the ones
+			// the state names are dropped by the stream's de-duplication
+			// instead of reaching Kafka twice.
+			cfg.Stream.StoredIDs = append(cfg.Stream.StoredIDs, st.StoredIDs...)
+			cfg.Logger.Info("tweets: resuming: the first connection asks for what the last run did not store",
+				"from", st.LastStored, "stored_ids", len(st.StoredIDs))
 		}
 	}
+	cfg.Stream.DeferDecode = !cfg.DecodeInProducer
 	p.stream = twitter.NewStream(cfg.Stream)
 	batchers := make(map[string]topology.BatcherSpec[twitter.Tweet], len(cfg.Batchers)+2)
 	for name, b := range cfg.Batchers {
@@ -247,6 +270,16 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		// tweet: it is then failed as a permanent *kafka.RecordError that
 		// names the limit, never dropped unexplained.
 		kc.Properties = ckafka.ConfigMap{"message.max.bytes": p.stream.MaxLineSize() + 64<<10}
+		if cfg.Spill.Dir != "" {
+			// With a spill, a broker that does not take a batch within a
+			// few seconds is down for this topology: the batch fails
+			// (transiently) and goes to the spill, instead of waiting out
+			// librdkafka's 30s while the stream's buffer fills.
+			kc.DeliveryTimeout = spillDeliveryTimeout
+			// Reconnect to a broker that was down within a second (not
+			// librdkafka's 10s), so the spill replays soon after.
+			kc.Properties["reconnect.backoff.max.ms"] = 1000
+		}
 		if cfg.Kafka.Options != nil {
 			cfg.Kafka.Options(&kc)
 		}
@@ -270,6 +303,9 @@ func New(ctx context.Context, cfg Config) (*Pipeline, error) {
 		Producer: topology.ProducerSpec[twitter.Tweet]{Producer: p.stream, BufferSize: cfg.BufferSize, Keep: cfg.Keep},
 		Processors: topology.ProcessorSpec[twitter.Tweet]{Concurrency: cfg.Processors,
 			Handle: func(ctx context.Context, m *stages.Message[twitter.Tweet]) error {
+				if err := p.stream.Decode(&m.Data); err != nil {
+					return err
+				}
 				if err := Enrich(ctx, m); err != nil {
 					return err
 				}
@@ -302,6 +338,12 @@ func (c *Config) spill(b topology.BatcherSpec[twitter.Tweet], name string) topol
 	b.Spill = SpillCodec()
 	b.Spill.Dir = filepath.Join(c.Spill.Dir, name)
 	b.Spill.MaxBytes = c.Spill.MaxBytes
+	if name == "kafka" {
+		// A Kafka producer waits out a broker outage (up to its delivery
+		// timeout, longer for records already sent) instead of failing:
+		// call it stalled soon after that timeout.
+		b.Spill.StallTimeout = spillDeliveryTimeout + 2*time.Second
+	}
 	if b.Retry.Backoff == 0 && b.Retry.MaxBackoff == 0 {
 		// The wait between replay attempts while the sink is down.
 		b.Retry = stages.RetryPolicy{Backoff: 250 * time.Millisecond, MaxBackoff: 2 * time.Second}
@@ -338,59 +380,99 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	return errors.Join(err, p.saveState(), p.Close())
 }
 
-// saveState stores the resume point, if it moved.
+// saveState stores the resume point and the ids stored since, if it moved.
 func (p *Pipeline) saveState() error {
-	at, ok := p.stored.resumePoint()
+	st, ok := p.stored.resumeState()
 	if !ok {
 		return nil
 	}
-	if err := p.state.Save(at); err != nil {
+	if err := p.state.SaveState(st); err != nil {
 		return fmt.Errorf("tweets: %w", err)
 	}
 	return nil
 }
+
+// spillDeliveryTimeout is the Kafka sink's delivery timeout when the
+// pipeline spills: at 2,000 tweets/s, 3s is 6,000 tweets waiting, within
+// the default 10,000-tweet buffer.
+const spillDeliveryTimeout = 3 * time.Second
 
 // resumeMargin is how much earlier than the newest tweet every sink holds
 // the resume point is saved: batches are acknowledged out of order, so an
 // older tweet may still be on its way when a newer one is done.
 const resumeMargin = 5 * time.Second
 
+// The state also names the tweets stored during the minute before the
+// resume point and since (at most maxStateIDs, the newest), so that the
+// backfill after a restart, which reaches back whole minutes, brings them
+// back only to the stream's de-duplication, not to Kafka a second time.
+const (
+	stateIDsReach = time.Minute
+	maxStateIDs   = 50_000
+)
+
 // storedMark is the acknowledger of a pipeline with a state file: it
 // follows the newest tweet that left the topology (stored by every sink,
-// or failed and handed to HandleFailed).
+// or failed and handed to HandleFailed) and remembers the recent ones.
 type storedMark struct {
-	mu    sync.Mutex
-	last  time.Time
-	saved time.Time
+	mu     sync.Mutex
+	last   time.Time
+	saved  time.Time
+	recent []storedID // in acknowledgement order
+}
+
+type storedID struct {
+	id string
+	at time.Time // ReceivedAt
 }
 
 // Ack moves the mark to the newest tweet of the call.
 func (s *storedMark) Ack(ok, failed []*stages.Message[twitter.Tweet]) {
 	var newest time.Time
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, list := range [2][]*stages.Message[twitter.Tweet]{ok, failed} {
 		for _, m := range list {
 			if m.Data.ReceivedAt.After(newest) {
 				newest = m.Data.ReceivedAt
 			}
+			if m.Data.ID != "" {
+				s.recent = append(s.recent, storedID{m.Data.ID, m.Data.ReceivedAt})
+			}
 		}
 	}
-	s.mu.Lock()
 	if newest.After(s.last) {
 		s.last = newest
 	}
-	s.mu.Unlock()
+	if len(s.recent) > 2*maxStateIDs {
+		s.recent = append(s.recent[:0], s.recent[len(s.recent)-maxStateIDs:]...)
+	}
 }
 
-// resumePoint returns the point to save, and false if it did not move
-// since the last call.
-func (s *storedMark) resumePoint() (time.Time, bool) {
+// resumeState returns the state to save, and false if the mark did not
+// move since the last call.
+func (s *storedMark) resumeState() (twitter.State, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last.IsZero() || !s.last.After(s.saved) {
-		return time.Time{}, false
+		return twitter.State{}, false
 	}
 	s.saved = s.last
-	return s.last.Add(-resumeMargin), true
+	point := s.last.Add(-resumeMargin)
+	keepFrom := point.Add(-stateIDsReach)
+	// Forget what is older than the reach; keep at most maxStateIDs.
+	i := 0
+	for i < len(s.recent) && s.recent[i].at.Before(keepFrom) {
+		i++
+	}
+	s.recent = append(s.recent[:0], s.recent[max(i, len(s.recent)-maxStateIDs):]...)
+	st := twitter.State{LastStored: point, StoredIDs: make([]string, 0, len(s.recent))}
+	for _, r := range s.recent {
+		if !r.at.Before(keepFrom) {
+			st.StoredIDs = append(st.StoredIDs, r.id)
+		}
+	}
+	return st, true
 }
 
 // Close closes the sinks: the Kafka producer flushes what it still holds,

@@ -1,0 +1,183 @@
+package core
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Adaptive concurrency of a batcher's pool.
+//
+// A batcher starts as many batch processors as it may ever run (its
+// MaxConcurrency, or its fixed Concurrency) and lets only the first limit
+// of them take batches. The limit moves by AIMD (additive increase,
+// multiplicative decrease), window by window (a window is at least three
+// times the limit in handler calls, and 20ms), on what the handler calls
+// show:
+//
+//   - a window with a failed call (an error, or a message failed with a
+//     transient error) halves the limit, so a failing sink is not hit by
+//     more callers while it recovers;
+//   - when the latency per message of the window's full batches climbs to
+//     twice the best seen lately, the sink is well past its knee (queueing
+//     inside it, contention) and the limit drops by a quarter;
+//   - when the pool was saturated (every allowed batch processor busy, or
+//     batches queued for them), the limit grows by one; if the next window
+//     after (the one right after a change is a transition, not counted)
+//     does not move at least half the share of messages per second one
+//     more caller would add to a sink that scales (from c to c+1: 1/2c
+//     more), the step did not pay: the limit steps back and holds for 10
+//     windows before it probes again. So it settles at the knee, where one more caller
+//     stops adding throughput, and keeps checking that the knee is there.
+//
+// AIMD was chosen over a latency-gradient limit (limit × minLatency /
+// latency) because batch latencies are noisy (batch sizes and timeouts
+// vary, the handler shares cores with the rest of the pipeline), and a
+// gradient applies that noise to the limit multiplicatively at every
+// window, while AIMD moves one step up at a time, only keeps a step that
+// shows in throughput, and backs off hard only on a clear signal. The best
+// latency is a minimum that drifts up by 2% a window, so it follows a
+// sink that got slower for good.
+type limiter struct {
+	min, max int
+	adaptive bool // bounds were given: adapt while not pinned
+	cur      atomic.Int32
+	pinned   atomic.Bool // SetConcurrency fixed the limit
+	changes  atomic.Int64
+
+	mu        sync.Mutex
+	start     time.Time
+	batches   int
+	msgs      int64
+	fullMsgs  int64
+	fullDur   time.Duration
+	failed    int
+	saturated int
+	best      float64 // ns per message: the lowest window latency, drifting up
+	prevTput  float64 // messages per second of the previous window
+	stepped   bool    // the previous window ended with a step up
+	hold      int     // windows to wait before probing up again
+	settling  bool    // the limit just changed: the next window is a transition, not a measure
+}
+
+// Tuning of the AIMD loop.
+const (
+	limWindowMin   = 20 * time.Millisecond
+	limWindowCalls = 3    // handler calls per window, times the limit
+	limTolerance   = 2.0  // latency over best × this: back off
+	limBackoff     = 0.75 // multiplicative decrease on latency
+	limDrift       = 1.02 // best latency drifts up by this a window
+	limErrorFactor = 0.5  // multiplicative decrease on errors
+	limGain        = 0.5  // a step up from c must raise throughput by this share of 1/c
+	limHold        = 10   // windows held after a step up that did not pay
+)
+
+func newLimiter(start, min, max int) *limiter {
+	l := &limiter{min: min, max: max, adaptive: max > min}
+	l.cur.Store(int32(clampInt(start, min, max)))
+	return l
+}
+
+func clampInt(v, lo, hi int) int {
+	return max(lo, min(v, hi))
+}
+
+// limit is how many batch processors may handle batches now.
+func (l *limiter) limit() int { return int(l.cur.Load()) }
+
+// set pins the limit at n (clamped to the pool) and stops adapting; n 0
+// resumes adapting from the current limit. It reports the limit.
+func (l *limiter) set(n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n == 0 {
+		l.pinned.Store(false)
+		l.reset(time.Time{})
+		l.stepped, l.hold = false, 0
+		return l.limit()
+	}
+	l.pinned.Store(true)
+	n = clampInt(n, 1, l.max)
+	if int(l.cur.Swap(int32(n))) != n {
+		l.changes.Add(1)
+	}
+	return n
+}
+
+func (l *limiter) reset(now time.Time) {
+	l.start, l.batches, l.msgs, l.fullMsgs, l.fullDur, l.failed, l.saturated = now, 0, 0, 0, 0, 0, 0
+}
+
+// observe records one handler call: its duration, its messages, whether
+// the batch was full (closed by size), whether it failed, and whether the
+// pool was saturated when it ended. It reports whether the limit changed.
+func (l *limiter) observe(now time.Time, d time.Duration, msgs int, full, failed, saturated bool) bool {
+	if !l.adaptive || l.pinned.Load() {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.start.IsZero() {
+		l.start = now
+	}
+	l.batches++
+	l.msgs += int64(msgs)
+	if full && !failed && msgs > 0 {
+		l.fullMsgs += int64(msgs)
+		l.fullDur += d
+	}
+	if failed {
+		l.failed++
+	}
+	if saturated {
+		l.saturated++
+	}
+	cur := l.limit()
+	elapsed := now.Sub(l.start)
+	if l.batches < limWindowCalls*cur || elapsed < limWindowMin {
+		return false
+	}
+	if l.settling && l.failed == 0 {
+		// The window after a change mixes both limits: measure the next.
+		l.settling = false
+		l.reset(now)
+		return false
+	}
+	l.settling = false
+	tput := float64(l.msgs) / elapsed.Seconds()
+	lat := 0.0
+	if l.fullMsgs > 0 {
+		lat = float64(l.fullDur) / float64(l.fullMsgs)
+		if l.best == 0 || lat < l.best {
+			l.best = lat
+		} else {
+			l.best *= limDrift
+		}
+	}
+	next, stepped := cur, false
+	switch {
+	case l.failed > 0:
+		next = int(float64(cur) * limErrorFactor)
+	case lat > l.best*limTolerance:
+		next = min(cur-1, int(float64(cur)*limBackoff))
+	case l.stepped && tput < l.prevTput*(1+limGain/float64(cur-1)):
+		next, l.hold = cur-1, limHold
+	case l.hold > 0:
+		l.hold--
+	case 2*l.saturated >= l.batches:
+		next, stepped = cur+1, true
+	}
+	l.reset(now)
+	next = clampInt(next, l.min, l.max)
+	l.stepped = stepped && next > cur
+	if l.stepped || next == cur {
+		l.prevTput = tput
+	}
+	if next == cur {
+		return false
+	}
+	l.cur.Store(int32(next))
+	l.changes.Add(1)
+	l.settling = true
+	return true
+}
