@@ -358,18 +358,21 @@ func TestFaultPostgresRestart(t *testing.T) {
 	cluster := pgtest.StartCluster(t)
 	pool, schema := pgtest.SchemaOn(t, cluster.URL)
 	s := &sinks{brokers: k.Brokers, dbURL: withSearchPath(cluster.URL, schema), table: "tweets", pool: pool}
+	fake := newFake(t, twittertest.Faults{}, 1000)
+	restarted := make(chan error, 1)
 	go func() {
-		time.Sleep(1500 * time.Millisecond) // into the run: it lasts ~5s at 1,000 tweets/s
+		underWay(fake, 1500) // the run lasts ~5s at 1,000 tweets/s
 		if err := cluster.Stop(); err != nil {
-			t.Error(err)
+			restarted <- err
 			return
 		}
 		time.Sleep(time.Second) // Postgres stays down for a second
-		if err := cluster.Start(); err != nil {
-			t.Error(err)
-		}
+		restarted <- cluster.Start()
 	}()
-	r, _ := faultRun(t, twittertest.Faults{}, 1000, s, "-pg-batch-size", "200")
+	r, _ := faultRunOn(t, fake, s, "-pg-batch-size", "200")
+	if err := <-restarted; err != nil {
+		t.Fatal(err)
+	}
 	s.check(t, r, testCorpus(t), true)
 }
 

@@ -67,6 +67,15 @@ func startChild(t *testing.T, args []string) (*exec.Cmd, *syncBuffer) {
 	return cmd, &out
 }
 
+// underWay waits until the fake has served n tweets: the run is under way
+// (its start, checks included, can take seconds on a loaded machine).
+func underWay(fake *twittertest.Server, n int64) {
+	deadline := time.Now().Add(time.Minute)
+	for fake.Stats().Tweets < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // outageRate paces the replay so that the run outlasts the outage (which
 // starts 1s in) by a few seconds: the sink comes back while tweets still
 // flow, and its spill replays before the drain.
@@ -88,7 +97,7 @@ func TestFaultPostgresDown(t *testing.T) {
 	back := make(chan error, 1)
 	kafkaDuringOutage := make(chan int, 1)
 	go func() {
-		time.Sleep(time.Second)
+		underWay(fake, 300)
 		if err := cluster.Stop(); err != nil {
 			back <- err
 			return
@@ -126,12 +135,13 @@ func TestFaultKafkaDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := newSinks(t, k1.Brokers)
+	fake := newFake(t, twittertest.Faults{}, outageRate(c))
 	var k2 *kafkatest.Cluster
 	restarted := make(chan struct{})
 	pgDuringOutage := make(chan int, 1)
 	go func() {
 		defer close(restarted)
-		time.Sleep(time.Second) // into the run
+		underWay(fake, 300)
 		k1.Close()
 		ctx := context.Background()
 		var before, after int
@@ -144,7 +154,7 @@ func TestFaultKafkaDown(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	r, _ := faultRun(t, twittertest.Faults{}, outageRate(c), s)
+	r, _ := faultRunOn(t, fake, s)
 	<-restarted
 	if k2 == nil {
 		t.Fatal("kfake did not restart")
@@ -152,7 +162,7 @@ func TestFaultKafkaDown(t *testing.T) {
 	defer k2.Close()
 	s.check(t, r, c, true)
 	if n := <-pgDuringOutage; n <= 0 {
-		t.Errorf("Postgres took %d tweets while Kafka was down: want it to keep taking them", n)
+		t.Errorf("Postgres took %d tweets while Kafka was down: want it to keep taking them\n%s", n, tail(r.stderr, 3000))
 	}
 	if r.sum.Dropped != 0 {
 		t.Errorf("dropped %d: want 0", r.sum.Dropped)
