@@ -53,6 +53,7 @@ type config struct {
 	kafkaTopic   string
 	kafkaGroup   string
 	dlqTopic     string // load
+	exactlyOnce  bool   // load
 
 	// Postgres
 	databaseURL string
@@ -101,6 +102,9 @@ Usage:
   causeway archive verify DIR
                           check every file of an archive: lines, ids, damage (exit 1 on damage)
   causeway gbfs [flags]   bike-share: poll a GBFS feed into Kafka and Postgres with a change log (causeway gbfs -h)
+  causeway hashtags [flags]
+                          hashtags per minute from the Kafka topic into Postgres, exactly once
+                          (see causeway hashtags -h)
 
 With no -stream-url, causeway serves testdata/ from an in-process fake X API
 and stops at the end of the replay; with no -kafka-brokers it runs an
@@ -145,6 +149,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.stringVar(&c.kafkaTopic, "kafka-topic", "KAFKA_TOPIC", "tweets", "Kafka topic the tweets go to (and load reads)")
 	fs.stringVar(&c.kafkaGroup, "kafka-group", "KAFKA_GROUP", "causeway-loader", "load: Kafka consumer group id; instances with one id share the topic")
 	fs.stringVar(&c.dlqTopic, "dlq-topic", "KAFKA_DLQ_TOPIC", "", "Kafka topic for tweets a sink refuses for good (a row Postgres refuses, a record too large), with the error in headers; in load, before their offsets are committed; empty: <kafka-topic>.dlq, - off (they are then only counted and logged; in load they hold their partition)")
+	fs.boolVar(&c.exactlyOnce, "exactly-once", "", false, "load: rows and consumed offsets in one Postgres transaction (offsets stored in causeway_offsets, read back at start; dead letters in causeway_dead_letters)")
 	fs.stringVar(&c.databaseURL, "database-url", "DATABASE_URL", "", "Postgres URL, e.g. postgres://user@host:5432/db (required)")
 	fs.stringVar(&c.pgTable, "pg-table", "PG_TABLE", "tweets", "Postgres table the tweets go to (created or migrated at start)")
 	fs.intVar(&c.processors, "processors", "", procs, "processor goroutines")

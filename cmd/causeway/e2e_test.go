@@ -127,7 +127,7 @@ func runBinaryErr(t testing.TB, args []string, sigs chan os.Signal) (result, err
 func runBinaryHUP(t testing.TB, args []string, sigs chan os.Signal, hup chan os.Signal) (result, error) {
 	path := filepath.Join(t.TempDir(), "summary.json")
 	args = append(args, "-summary-json", path, "-progress", "0", "-log-level", cmp.Or(os.Getenv("CAUSEWAY_TEST_LOG_LEVEL"), "warn"))
-	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || (args[0] != "load" && args[0] != "archive")) {
+	if !slices.Contains(args, "-spill-dir") && (len(args) == 0 || (args[0] != "load" && args[0] != "archive" && args[0] != "hashtags")) {
 		// Each run its own spill: a spill is one process's (it is locked).
 		args = append(args, "-spill-dir", filepath.Join(t.TempDir(), "spill"))
 	}

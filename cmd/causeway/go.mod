@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/causeway-go/causeway v0.0.0-00010101000000-000000000000
+	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/kafka v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/stages/postgres v0.0.0-00010101000000-000000000000
 	github.com/causeway-go/causeway/topologies v0.0.0-00010101000000-000000000000
@@ -16,7 +17,6 @@ require (
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
-	github.com/causeway-go/causeway/producers/kafka v0.0.0-00010101000000-000000000000 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
 	github.com/jackc/pgpassfile v1.0.0 // indirect
 	github.com/jackc/pgservicefile v0.0.0-20240606120523-5a60cdf6a761 // indirect
@@ -27,6 +27,7 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/reugn/go-streams v0.13.0 // indirect
 	github.com/twmb/franz-go/pkg/kmsg v1.15.1 // indirect
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.24.0 // indirect

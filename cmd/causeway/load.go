@@ -26,6 +26,9 @@ func runLoad(ctx context.Context, cfg *config, log *slog.Logger, stdout, stderr 
 	if cfg.kafkaBrokers == "" {
 		return errors.New("load: -kafka-brokers (or $KAFKA_BROKERS) is required: there is nothing to load from an embedded Kafka")
 	}
+	if cfg.exactlyOnce {
+		return runLoadExactlyOnce(ctx, cfg, log, stdout)
+	}
 	pool, err := pgxpool.New(ctx, cfg.databaseURL)
 	if err != nil {
 		return fmt.Errorf("postgres %s: %w", redactURL(cfg.databaseURL), err)

@@ -47,6 +47,9 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if len(args) > 0 && args[0] == "gbfs" {
 		return runGBFSMode(ctx, args[1:], lookup, stdout, stderr, sigs)
 	}
+	if len(args) >= 1 && args[0] == "hashtags" {
+		return runHashtagsCommand(ctx, args[1:], lookup, stdout, stderr, sigs)
+	}
 	cfg, err := parseConfig(args, lookup, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -46,6 +46,12 @@ func (m *metricsServer) close() {
 // serves nothing. stream, if not nil, adds the X stream's metrics and its
 // dashboard panel. It logs the page's URL.
 func serveMetrics(addr string, top dashboard.Topology, stream *twitter.Stream, log *slog.Logger, panels ...dashboard.Panel) (*metricsServer, error) {
+	return serveMetricsWith(addr, top, stream, log, nil, panels...)
+}
+
+// serveMetricsWith is serveMetrics with extra collectors on /metrics.
+func serveMetricsWith(addr string, top dashboard.Topology, stream *twitter.Stream, log *slog.Logger, extra []prometheus.Collector,
+	panels ...dashboard.Panel) (*metricsServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
@@ -53,6 +59,7 @@ func serveMetrics(addr string, top dashboard.Topology, stream *twitter.Stream, l
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		promstats.New("causeway", stats))
+	reg.MustRegister(extra...)
 	if stream != nil {
 		reg.MustRegister(newStreamCollector(stream))
 		panels = append([]dashboard.Panel{streamPanel(stream)}, panels...)

@@ -24,6 +24,13 @@
 // last committed offset. Delivery is at least once; pair it with an
 // idempotent sink (stages/postgres) for exactly-once results.
 //
+// With Config.OffsetStore (stages/postgres' TxSink), the consumed offsets
+// live in the database, written in the transaction that applies the
+// results: each assigned partition starts from the stored offset (or the
+// beginning when none is stored), not from Kafka's committed one, and the
+// Kafka commits above serve monitoring only. That makes the results exactly
+// once.
+//
 // Run N instances with one GroupID to share a topic's partitions, on one
 // machine or many; within one process, producer Concurrency n makes n group
 // members, so that polling and decoding run on n goroutines.
@@ -89,6 +96,10 @@ type Config[T any] struct {
 	// timeouts above, ...). enable.auto.commit and enable.auto.offset.store
 	// are always false.
 	Properties ckafka.ConfigMap
+	// OffsetStore, if set, is where each assigned partition starts: the
+	// stored offset (exactly-once with a transactional sink), or the
+	// beginning when none is stored. Offsets are still committed to Kafka.
+	OffsetStore OffsetStore
 	// Logger receives the consumer's logs and librdkafka's. Default
 	// slog.Default().
 	Logger *slog.Logger

@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	ckafka "github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -46,6 +47,8 @@ type member[T any] struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	fatal atomic.Pointer[error] // set by rebalance when the offset store cannot be read; Run returns it
 }
 
 func (c *Consumer[T]) newMember(id int) (*member[T], error) {
@@ -79,6 +82,9 @@ func (m *member[T]) run(ctx context.Context, out *stages.Emitter[T]) error {
 		lastCommit = time.Now()
 	)
 	for {
+		if fatal := m.fatal.Load(); fatal != nil {
+			return *fatal
+		}
 		if time.Since(lastCommit) >= cfg.CommitInterval {
 			m.commit(nil)
 			m.c.commitTicks.Add(1)
@@ -358,6 +364,13 @@ func (m *member[T]) rebalance(cons *ckafka.Consumer, ev ckafka.Event) error {
 	cooperative := cons.GetRebalanceProtocol() == "COOPERATIVE"
 	switch e := ev.(type) {
 	case ckafka.AssignedPartitions:
+		if m.c.cfg.OffsetStore != nil {
+			if err := m.startOffsets(e.Partitions); err != nil {
+				m.log.Error("kafka: cannot start the assigned partitions without the offset store", "err", err)
+				m.fatal.Store(&err)
+				return nil
+			}
+		}
 		m.mu.Lock()
 		for _, tp := range e.Partitions {
 			m.gen++

@@ -10,6 +10,11 @@
 // isolated by splitting the batch and retrying the halves, so only the bad
 // rows fail, each with a *RowError carrying Postgres' error.
 //
+// TxSink is the transactional sibling for a Kafka source: the caller's
+// Apply writes through the transaction that also stores the consumed
+// offsets, so results are exactly once (see TxSink); AddCounts adds
+// windowed counts (stages/window) in it.
+//
 // The sink knows nothing of the data it writes: the caller describes the
 // table (name, columns, conflict key, the statements that create or migrate
 // it) and maps each message to a row (Config.Row). With Config.Update a

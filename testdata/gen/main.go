@@ -39,8 +39,10 @@ func main() {
 	n := flag.Int("n", 5000, "number of regular tweets to write to tweets.jsonl")
 	seed := flag.Uint64("seed", 20250301, "random seed")
 	dir := flag.String("dir", "testdata", "output directory")
+	gap := flag.Duration("gap", 0, "mean event-time gap between two tweets' created_at (e.g. 2s spreads 5,000 tweets over ~3 hours, across many windows); 0: 5-44ms, as recorded")
 	flag.Parse()
 	g := newGen(*seed)
+	g.gap = *gap
 	if err := g.writeFile(filepath.Join(*dir, "tweets.jsonl"), func(w *bufio.Writer) error {
 		for range *n {
 			if err := writeLine(w, g.tweet()); err != nil {
@@ -107,8 +109,9 @@ type gen struct {
 	now    time.Time // created_at of the last tweet
 	seq    int64
 	users  []user
-	recent []published // tweets that replies, quotes and retweets refer to
-	edits  int64       // sequence for ids of earlier versions of edited tweets
+	recent []published   // tweets that replies, quotes and retweets refer to
+	edits  int64         // sequence for ids of earlier versions of edited tweets
+	gap    time.Duration // mean created_at gap; 0: 5-44ms
 }
 
 func newGen(seed uint64) *gen {
@@ -208,7 +211,11 @@ func (g *gen) pickLang() lang {
 
 // tweet returns one regular filtered-stream line.
 func (g *gen) tweet() []byte {
-	g.now = g.now.Add(time.Duration(5+g.r.IntN(40)) * time.Millisecond)
+	if g.gap > 0 {
+		g.now = g.now.Add(g.gap/2 + time.Duration(g.r.Int64N(int64(g.gap)+1)))
+	} else {
+		g.now = g.now.Add(time.Duration(5+g.r.IntN(40)) * time.Millisecond)
+	}
 	l := g.pickLang()
 	author := g.users[g.r.IntN(len(g.users))]
 	id := g.snowflake(g.now, g.r.Int64N(1024))
