@@ -264,12 +264,18 @@ func TestSIGKILLRestartBackfills(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fake.Close()
+	spillDir := filepath.Join(t.TempDir(), "spill")
 	args := append(s.args(), "-stream-url", fake.URL(), "-bearer-token", "e2e-token", "-backfill-minutes", "5",
-		"-spill-dir", filepath.Join(t.TempDir(), "spill"), "-progress", "0", "-log-level", "warn", "-pg-batch-timeout", "100ms",
+		"-spill-dir", spillDir, "-progress", "0", "-log-level", "warn", "-pg-batch-timeout", "100ms",
 		"-kafka-batch-timeout", "20ms")
 	first, _ := startChild(t, args)
+	// Kill it once it is under way and has saved a resume point (a run
+	// killed before its first save starts afresh, with nothing to resume).
 	deadline := time.Now().Add(time.Minute)
-	for fake.Stats().Timeline < 2000 && time.Now().Before(deadline) {
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(spillDir, "stream-state.json")); err == nil && fake.Stats().Timeline >= 2000 {
+			break
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
