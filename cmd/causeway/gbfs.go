@@ -169,36 +169,8 @@ func (c *gbfsConfig) validate() error {
 func runGBFSMode(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer,
 	sigs <-chan os.Signal) int {
 	cfg, err := parseGBFSConfig(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "causeway gbfs: %s\n", line)
-		}
-		fmt.Fprintln(stderr, "causeway gbfs: see causeway gbfs -h")
-		return 2
-	}
-	level, _ := parseLevel(cfg.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	finished := make(chan struct{})
-	defer close(finished)
-	forced := watchSignals(sigs, cancel, finished, log)
-	done := make(chan error, 1)
-	go func() { done <- runGBFS(ctx, cfg, log, stdout) }()
-	select {
-	case err = <-done:
-	case <-forced:
-		fmt.Fprintln(stderr, "causeway gbfs: second signal: exiting without finishing the drain")
-		return exitForced
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "causeway gbfs: %v\n", err)
-		return 1
-	}
-	return 0
+	return runCommand(ctx, "causeway gbfs", err, func() string { return cfg.logLevel }, stderr, sigs,
+		func(ctx context.Context, log *slog.Logger) error { return runGBFS(ctx, cfg, log, stdout) })
 }
 
 // runGBFS runs the bike-share topology until ctx ends, -duration or

@@ -148,36 +148,8 @@ func parseHashtagsConfig(args []string, lookup func(string) (string, bool), stde
 func runHashtagsCommand(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer,
 	sigs <-chan os.Signal) int {
 	cfg, err := parseHashtagsConfig(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "causeway hashtags: %s\n", line)
-		}
-		fmt.Fprintln(stderr, "causeway hashtags: see causeway hashtags -h")
-		return 2
-	}
-	level, _ := parseLevel(cfg.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	finished := make(chan struct{})
-	defer close(finished)
-	forced := watchSignals(sigs, cancel, finished, log)
-	done := make(chan error, 1)
-	go func() { done <- runHashtags(ctx, cfg, log, stdout) }()
-	select {
-	case err = <-done:
-	case <-forced:
-		fmt.Fprintln(stderr, "causeway: second signal: exiting without finishing the drain")
-		return exitForced
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "causeway hashtags: %v\n", err)
-		return 1
-	}
-	return 0
+	return runCommand(ctx, "causeway hashtags", err, func() string { return cfg.logLevel }, stderr, sigs,
+		func(ctx context.Context, log *slog.Logger) error { return runHashtags(ctx, cfg, log, stdout) })
 }
 
 // runHashtags runs the aggregation (and, embedded, the tweet pipeline that

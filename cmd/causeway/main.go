@@ -51,18 +51,34 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return runHashtagsCommand(ctx, args[1:], lookup, stdout, stderr, sigs)
 	}
 	cfg, err := parseConfig(args, lookup, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+	return runCommand(ctx, "causeway", err, func() string { return cfg.logLevel }, stderr, sigs,
+		func(ctx context.Context, log *slog.Logger) error {
+			if cfg.mode == "load" {
+				return runLoad(ctx, cfg, log, stdout, stderr)
+			}
+			return runStream(ctx, cfg, log, stdout, stderr, hup) // "run" and "archive"
+		})
+}
+
+// runCommand is what every mode does around its run: a parse error is
+// printed one line per problem, then "see NAME -h" (exit 2; -h exits 0);
+// otherwise body runs with a logger at level(), the first signal cancels
+// its context (the drain starts) and the second exits 130 at once. It
+// returns the exit status: 1 when body fails.
+func runCommand(ctx context.Context, name string, parseErr error, level func() string, stderr io.Writer,
+	sigs <-chan os.Signal, body func(ctx context.Context, log *slog.Logger) error) int {
+	if errors.Is(parseErr, flag.ErrHelp) {
 		return 0
 	}
-	if err != nil {
-		for _, line := range strings.Split(err.Error(), "\n") {
-			fmt.Fprintf(stderr, "causeway: %s\n", line)
+	if parseErr != nil {
+		for _, line := range strings.Split(parseErr.Error(), "\n") {
+			fmt.Fprintf(stderr, "%s: %s\n", name, line)
 		}
-		fmt.Fprintln(stderr, "causeway: see causeway -h")
+		fmt.Fprintf(stderr, "%s: see %s -h\n", name, name)
 		return 2
 	}
-	level, _ := parseLevel(cfg.logLevel)
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	lvl, _ := parseLevel(level())
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -71,22 +87,16 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	forced := watchSignals(sigs, cancel, finished, log)
 
 	done := make(chan error, 1)
-	go func() {
-		switch cfg.mode {
-		case "load":
-			done <- runLoad(ctx, cfg, log, stdout, stderr)
-		default: // "run" and "archive"
-			done <- runStream(ctx, cfg, log, stdout, stderr, hup)
-		}
-	}()
+	go func() { done <- body(ctx, log) }()
+	var err error
 	select {
 	case err = <-done:
 	case <-forced:
-		fmt.Fprintln(stderr, "causeway: second signal: exiting without finishing the drain")
+		fmt.Fprintf(stderr, "%s: second signal: exiting without finishing the drain\n", name)
 		return exitForced
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "causeway: %v\n", err)
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
 	}
 	return 0
