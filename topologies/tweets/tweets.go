@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -437,7 +438,9 @@ func (s *storedMark) Ack(ok, failed []*stages.Message[twitter.Tweet]) {
 				newest = m.Data.ReceivedAt
 			}
 			if m.Data.ID != "" {
-				s.recent = append(s.recent, storedID{m.Data.ID, m.Data.ReceivedAt})
+				// A copy: the id may point into the stream's read buffer
+				// (decoding without copying), which it would keep alive.
+				s.recent = append(s.recent, storedID{strings.Clone(m.Data.ID), m.Data.ReceivedAt})
 			}
 		}
 	}
