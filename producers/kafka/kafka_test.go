@@ -478,7 +478,10 @@ func TestFetchesOnlyOnDemand(t *testing.T) {
 	// 1 processor asking for up to 10, batches of 10, 1 batch processor:
 	// at most 10 in the handler, 3 closed batches of 10 queued for it (the
 	// batcher holds its processors back past one per queue and processor,
-	// and the processor that closed the third waits), and 10 demanded.
+	// and the processor that closed the third waits), and 10 demanded; plus
+	// one more demand's worth (10) when a promise lapsed (its 10ms lease)
+	// while the consumer was still polling for it and was granted again, as
+	// happens on a loaded machine.
 	top, stop := startTopology(t, cons, handle, topoOpts{procs: 1, maxDemand: 10, batchSize: 10, batchConc: 1})
 	var releaseOnce sync.Once
 	free := func() { releaseOnce.Do(func() { close(release) }) }
@@ -486,11 +489,11 @@ func TestFetchesOnlyOnDemand(t *testing.T) {
 	<-blocked
 	ticks := cons.IdleTicks()
 	waitFor(t, 30*time.Second, "the consumer to idle", func() bool { return cons.IdleTicks() >= ticks+5 })
-	if got := cons.Stats().Consumed; got > 50 {
-		t.Fatalf("consumed %d records with the sink stuck, want at most 50", got)
+	if got := cons.Stats().Consumed; got > 60 {
+		t.Fatalf("consumed %d records with the sink stuck, want at most 60", got)
 	}
-	if got := top.Stats().Producer.Emitted; got > 50 {
-		t.Fatalf("emitted %d records with the sink stuck, want at most 50", got)
+	if got := top.Stats().Producer.Emitted; got > 60 {
+		t.Fatalf("emitted %d records with the sink stuck, want at most 60", got)
 	}
 	free()
 	waitFor(t, 60*time.Second, "5000 records", func() bool { return top.Stats().Acked >= 5000 })
