@@ -498,38 +498,26 @@ func (s *Sink[T]) isolate(ctx context.Context, rows []msgRows, msgs []*stages.Me
 	// rather than the whole batch once more per bad row.
 	if n := copyLine(err); s.directOK() && n >= 1 && n <= len(rows) {
 		msgs[n-1].Fail(&RowError{Table: s.name, Err: err})
-		for _, part := range [2][2]int{{0, n - 1}, {n, len(rows)}} {
-			r, m := rows[part[0]:part[1]], msgs[part[0]:part[1]]
-			if len(r) == 0 {
-				continue
-			}
-			if stop != nil {
-				for _, msg := range m {
-					msg.Fail(stop)
-				}
-				continue
-			}
-			err := s.withRetry(ctx, "write", func(ctx context.Context) error { return s.store(ctx, r) })
-			switch {
-			case err == nil:
-			case isDataError(err):
-				stop = s.isolate(ctx, r, m, err)
-			default:
-				stop = fmt.Errorf("postgres: write %d rows into %s: %w", len(r), s.table.Sanitize(), err)
-				for _, msg := range m {
-					msg.Fail(stop)
-				}
-			}
-		}
-		return stop
+		return s.writeParts(ctx, rows, msgs, [2][2]int{{0, n - 1}, {n, len(rows)}})
 	}
 	if len(rows) == 1 {
 		msgs[0].Fail(&RowError{Table: s.name, Err: err})
 		return nil
 	}
 	half := len(rows) / 2
-	for _, part := range [2][2]int{{0, half}, {half, len(rows)}} {
+	return s.writeParts(ctx, rows, msgs, [2][2]int{{0, half}, {half, len(rows)}})
+}
+
+// writeParts writes rows[from:to] for each part in turn, isolating the bad
+// rows of a part that fails with a data error. Once a write fails for
+// another reason, the rows of the parts after it are failed with that
+// error, which it returns.
+func (s *Sink[T]) writeParts(ctx context.Context, rows []msgRows, msgs []*stages.Message[T], parts [2][2]int) (stop error) {
+	for _, part := range parts {
 		r, m := rows[part[0]:part[1]], msgs[part[0]:part[1]]
+		if len(r) == 0 {
+			continue
+		}
 		if stop != nil {
 			for _, msg := range m {
 				msg.Fail(stop)
