@@ -44,7 +44,7 @@ const (
 	DefaultKeepAlive     = 20 * time.Second
 	DefaultBackfillLimit = 10_000
 	DefaultMaxRules      = 1000
-	DefaultFlushBytes    = 16 << 10
+	DefaultFlushBytes    = 64 << 10
 )
 
 // DisconnectMode is how the fake ends a stream on a disconnect fault.
