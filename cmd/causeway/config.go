@@ -157,7 +157,7 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	fs.intVar(&c.kafkaBatchSize, "kafka-batch-size", "", 500, "tweets per Kafka batch")
 	fs.durationVar(&c.kafkaBatchTimeout, "kafka-batch-timeout", "", 100*time.Millisecond, "longest a partial Kafka batch waits")
 	fs.intVar(&c.kafkaConcurrency, "kafka-concurrency", "", 0, "Kafka batch processors, fixed; 0 adapts between 1 and -kafka-max-concurrency")
-	fs.intVar(&c.kafkaMaxConc, "kafka-max-concurrency", "", tweets.DefaultMaxConcurrency, "most Kafka batch processors the adaptive pool grows to")
+	fs.intVar(&c.kafkaMaxConc, "kafka-max-concurrency", "", tweets.DefaultKafkaMaxConcurrency, "most Kafka batch processors the adaptive pool grows to")
 	fs.intVar(&c.pgBatchSize, "pg-batch-size", "", 5000, "tweets per Postgres batch")
 	fs.durationVar(&c.pgBatchTimeout, "pg-batch-timeout", "", time.Second, "longest a partial Postgres batch waits")
 	fs.intVar(&c.pgConcurrency, "pg-concurrency", "", 0, "Postgres batch processors, fixed; 0 adapts between 1 and -pg-max-concurrency")

@@ -56,6 +56,10 @@ type limiter struct {
 	best      float64 // ns per message: the lowest window latency, drifting up
 	prevTput  float64 // messages per second of the previous window
 	stepped   bool    // the previous window ended with a step up
+	from      int     // the limit before that step
+	slow      bool    // slow start: steps up double the limit
+	over      int     // windows in a row whose latency was over the tolerance
+	holdFor   int     // the hold after the last step that did not pay (0: none yet)
 	hold      int     // windows to wait before probing up again
 	settling  bool    // the limit just changed: the next window is a transition, not a measure
 }
@@ -69,11 +73,21 @@ const (
 	limDrift       = 1.02 // best latency drifts up by this a window
 	limErrorFactor = 0.5  // multiplicative decrease on errors
 	limGain        = 0.5  // a step up from c must raise throughput by this share of 1/c
-	limHold        = 10   // windows held after a step up that did not pay
+	limHold        = 10   // windows held after a step up that did not pay,
+	limHoldMax     = 160  // doubling with each further one up to this
 )
 
+// nextHold is how many windows to hold after a step that did not pay:
+// limHold, twice the last hold while steps keep not paying (a knee that
+// holds is probed ever less often, so probing costs ever less), back to
+// limHold once the limit moved down for a reason of its own.
+func (l *limiter) nextHold() int {
+	l.holdFor = clampInt(2*l.holdFor, limHold, limHoldMax)
+	return l.holdFor
+}
+
 func newLimiter(start, min, max int) *limiter {
-	l := &limiter{min: min, max: max, adaptive: max > min}
+	l := &limiter{min: min, max: max, adaptive: max > min, slow: true}
 	l.cur.Store(int32(clampInt(start, min, max)))
 	return l
 }
@@ -154,24 +168,47 @@ func (l *limiter) observe(now time.Time, d time.Duration, msgs int, full, failed
 			l.best *= limDrift
 		}
 	}
+	if lat > l.best*limTolerance {
+		l.over++
+	} else {
+		l.over = 0
+	}
 	next, stepped := cur, false
 	switch {
 	case l.failed > 0:
-		next = int(float64(cur) * limErrorFactor)
-	case lat > l.best*limTolerance:
-		next = min(cur-1, int(float64(cur)*limBackoff))
-	case l.stepped && tput < l.prevTput*(1+limGain/float64(cur-1)):
-		next, l.hold = cur-1, limHold
+		next, l.holdFor = int(float64(cur)*limErrorFactor), 0
+	case l.stepped && l.slow && (tput < l.prevTput*(1+limGain/float64(l.from)) || lat > l.best*limTolerance):
+		// Slow start ends at the first doubling that did not pay: kept if
+		// it lost nothing and latency held (steps of one go on from
+		// there), undone if it went past the knee.
+		l.slow = false
+		if tput < l.prevTput || lat > l.best*limTolerance {
+			next, l.hold = l.from, l.nextHold()
+		}
+	case lat > l.best*limTolerance && l.over > 1:
+		next, l.holdFor = min(cur-1, int(float64(cur)*limBackoff)), 0
+	case l.stepped && tput < l.prevTput*(1+limGain/float64(l.from)):
+		// The step did not add what one more caller adds to a sink that
+		// scales: back to where it was.
+		next, l.hold = l.from, l.nextHold()
 	case l.hold > 0:
 		l.hold--
 	case 2*l.saturated >= l.batches:
 		next, stepped = cur+1, true
+		if l.slow {
+			next = 2 * cur
+		}
 	}
 	l.reset(now)
 	next = clampInt(next, l.min, l.max)
 	l.stepped = stepped && next > cur
 	if l.stepped || next == cur {
 		l.prevTput = tput
+	}
+	if l.stepped {
+		l.from = cur
+	} else if next < cur {
+		l.slow = false
 	}
 	if next == cur {
 		return false

@@ -113,8 +113,8 @@ type KafkaConfig struct {
 	Topic string
 	// Batcher is the "kafka" batcher; its Handle is the sink's. Zero
 	// fields default to batches of 500, a 100ms timeout and an adaptive
-	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
-	// no MaxConcurrency fixes the pool).
+	// pool of 1 to DefaultKafkaMaxConcurrency batch processors starting at
+	// 8 (a Concurrency with no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Options, if set, adjusts the sink's configuration (compression,
 	// timeouts, librdkafka properties) before it starts.
@@ -136,16 +136,26 @@ type PostgresConfig struct {
 	Table string
 	// Batcher is the "postgres" batcher; its Handle is the sink's. Zero
 	// fields default to batches of 5,000, a 1s timeout and an adaptive
-	// pool of 1 to 8 batch processors starting at 2 (a Concurrency with
-	// no MaxConcurrency fixes the pool).
+	// pool of 1 to DefaultMaxConcurrency batch processors starting at 2
+	// (a Concurrency with no MaxConcurrency fixes the pool).
 	Batcher topology.BatcherSpec[twitter.Tweet]
 	// Retry bounds the retries of transient errors.
 	Retry postgres.Retry
 }
 
-// DefaultMaxConcurrency bounds the adaptive pools of the Kafka and
-// Postgres batchers when their Batcher spec sets no concurrency.
+// DefaultMaxConcurrency bounds the adaptive pool of the Postgres batcher
+// when its Batcher spec sets no concurrency: each batch processor holds a
+// connection and a server process.
 const DefaultMaxConcurrency = 8
+
+// DefaultKafkaMaxConcurrency bounds the adaptive pool of the Kafka batcher
+// when its Batcher spec sets no concurrency. Its batch processors share
+// one producer and mostly wait for delivery reports, so a batch in flight
+// costs little but its records, and the pool needs many of them to keep
+// the producer busy: on 2 shared cores the Kafka batcher took 2.5 times
+// as many tweets per second with 16 batches of 500 in flight as with 2.
+// It starts at 8, so that a short run does not spend itself growing there.
+const DefaultKafkaMaxConcurrency = 32
 
 func (c Config) withDefaults() Config {
 	if c.Name == "" {
@@ -160,12 +170,12 @@ func (c Config) withDefaults() Config {
 	if c.Postgres.Table == "" {
 		c.Postgres.Table = "tweets"
 	}
-	c.Kafka.Batcher = batcherDefaults(c.Kafka.Batcher, 500, 100*time.Millisecond)
-	c.Postgres.Batcher = batcherDefaults(c.Postgres.Batcher, 5000, time.Second)
+	c.Kafka.Batcher = batcherDefaults(c.Kafka.Batcher, 500, 100*time.Millisecond, 8, DefaultKafkaMaxConcurrency)
+	c.Postgres.Batcher = batcherDefaults(c.Postgres.Batcher, 5000, time.Second, 2, DefaultMaxConcurrency)
 	return c
 }
 
-func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout time.Duration) topology.BatcherSpec[twitter.Tweet] {
+func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout time.Duration, start, maxConc int) topology.BatcherSpec[twitter.Tweet] {
 	if b.BatchSize == 0 {
 		b.BatchSize = size
 	}
@@ -173,10 +183,10 @@ func batcherDefaults(b topology.BatcherSpec[twitter.Tweet], size int, timeout ti
 		b.BatchTimeout = timeout
 	}
 	if b.Concurrency == 0 && b.MaxConcurrency == 0 {
-		b.MaxConcurrency = DefaultMaxConcurrency
+		b.MaxConcurrency = maxConc
 	}
 	if b.Concurrency == 0 {
-		b.Concurrency = min(2, b.MaxConcurrency)
+		b.Concurrency = min(start, b.MaxConcurrency)
 	}
 	return b
 }
