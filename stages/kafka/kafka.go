@@ -15,6 +15,15 @@
 // fails, or the brokers refuse the record itself, as too large say) fails
 // with a *RecordError, a permanent data error that a dead-letter step can
 // tell apart from an outage.
+//
+// Throughput comes from batches in flight, not from big batches: a batch
+// processor only waits on delivery reports, so give the batcher many of
+// them (the tweet topology adapts between 1 and 32). Give the topic enough
+// partitions for them too: an idempotent librdkafka producer allows 5
+// requests in flight per partition, and while a partition has more records
+// ready than those can carry its broker thread polls without sleeping
+// (measured on 4 partitions of an in-process broker: ~115,000 polls a
+// second, a fifth of 2 cores; none on 8).
 package kafka
 
 import (
