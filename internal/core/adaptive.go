@@ -18,17 +18,23 @@ import (
 //   - a window with a failed call (an error, or a message failed with a
 //     transient error) halves the limit, so a failing sink is not hit by
 //     more callers while it recovers;
-//   - when the latency per message of the window's full batches climbs to
-//     twice the best seen lately, the sink is well past its knee (queueing
-//     inside it, contention) and the limit drops by a quarter;
+//   - when the latency per message of the window's full batches stays at
+//     twice the best seen lately for two windows in a row, the sink is well
+//     past its knee (queueing inside it, contention) and the limit drops by
+//     a quarter (one window over is noise on a shared machine);
 //   - when the pool was saturated (every allowed batch processor busy, or
-//     batches queued for them), the limit grows by one; if the next window
-//     after (the one right after a change is a transition, not counted)
-//     does not move at least half the share of messages per second one
-//     more caller would add to a sink that scales (from c to c+1: 1/2c
-//     more), the step did not pay: the limit steps back and holds for 10
-//     windows before it probes again. So it settles at the knee, where one more caller
-//     stops adding throughput, and keeps checking that the knee is there.
+//     batches queued for them), the limit grows: by doubling at first (slow
+//     start, as TCP's), then by one. If the next window after a step (the
+//     one right after a change is a transition, not counted) does not move
+//     at least half the share of messages per second that one more caller
+//     adds to a sink that scales (from c: 1/2c more), the step did not pay.
+//     A doubling that did not pay ends slow start, and is undone if
+//     throughput fell or latency crossed the tolerance (past the knee);
+//     a step of one that did not pay is undone, and the limit holds for 10
+//     windows before it probes again, then 20, 40 … 160 while probes keep
+//     failing (a back-off for latency or errors resets that). So it gets
+//     near the knee in a few windows, settles there, and keeps checking,
+//     ever less often, that the knee has not moved.
 //
 // AIMD was chosen over a latency-gradient limit (limit × minLatency /
 // latency) because batch latencies are noisy (batch sizes and timeouts
