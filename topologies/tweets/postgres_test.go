@@ -177,3 +177,61 @@ func TestSchemaMigratesOlderTable(t *testing.T) {
 		t.Fatalf("old row text = %q, %v", old, err)
 	}
 }
+
+// TestRawColumn: a new table keeps raw as json, byte for byte as the stream
+// sent it; a table made when raw was jsonb keeps its jsonb column and the
+// sink writes to it all the same; and what jsonb would refuse is refused in
+// both, so raw::jsonb works on every row.
+func TestRawColumn(t *testing.T) {
+	t.Parallel()
+	refused := tweet(3)
+	refused.Raw = []byte(`{"data":{"id":"1000003","text":"nul \u0000 here"}}`)
+	for _, tc := range []struct {
+		name, create, want string
+	}{
+		{"new table", "", "json"},
+		{"older jsonb table", `CREATE TABLE tweets (id bigint PRIMARY KEY, raw jsonb)`, "jsonb"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			pool, schema := pgtest.Schema(t)
+			if tc.create != "" {
+				if _, err := pool.Exec(t.Context(), tc.create); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s := newSink(t, pool)
+			in := tweet(1)
+			// Spacing and key order jsonb would normalise away.
+			in.Raw = []byte(`{"data": {"text":"spaced", "id":"1000001"},  "includes":{}}`)
+			b := batchOf(in, refused)
+			if err := s.HandleBatch(t.Context(), b); err != nil {
+				t.Fatal(err)
+			}
+			var rowErr *postgres.RowError
+			if err := b.Messages[1].Err(); !errors.As(err, &rowErr) {
+				t.Fatalf("a raw line holding \\u0000: %v, want a *postgres.RowError", err)
+			}
+			var typ string
+			if err := pool.QueryRow(t.Context(), `SELECT data_type FROM information_schema.columns
+				WHERE table_schema = $1 AND table_name = 'tweets' AND column_name = 'raw'`, schema).Scan(&typ); err != nil {
+				t.Fatal(err)
+			}
+			if typ != tc.want {
+				t.Fatalf("raw is %s, want %s", typ, tc.want)
+			}
+			var text, viaJSONB string
+			var n int
+			if err := pool.QueryRow(t.Context(), `SELECT raw::text, raw::jsonb->'data'->>'text', (SELECT count(*) FROM tweets)
+				FROM tweets WHERE id = 1000001`).Scan(&text, &viaJSONB, &n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 || viaJSONB != "spaced" {
+				t.Fatalf("%d rows, raw::jsonb text %q", n, viaJSONB)
+			}
+			if tc.want == "json" && text != string(in.Raw) {
+				t.Fatalf("json raw = %s, want the line as sent: %s", text, in.Raw)
+			}
+		})
+	}
+}
