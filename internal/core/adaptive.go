@@ -174,28 +174,31 @@ func (l *limiter) observe(now time.Time, d time.Duration, msgs int, full, failed
 			l.best *= limDrift
 		}
 	}
-	if lat > l.best*limTolerance {
+	over := lat > l.best*limTolerance
+	if over {
 		l.over++
 	} else {
 		l.over = 0
 	}
+	// unpaid: the step up before this window did not add what one more
+	// caller adds to a sink that scales.
+	unpaid := l.stepped && tput < l.prevTput*(1+limGain/float64(l.from))
 	next, stepped := cur, false
 	switch {
 	case l.failed > 0:
 		next, l.holdFor = int(float64(cur)*limErrorFactor), 0
-	case l.stepped && l.slow && (tput < l.prevTput*(1+limGain/float64(l.from)) || lat > l.best*limTolerance):
+	case l.stepped && l.slow && (unpaid || over):
 		// Slow start ends at the first doubling that did not pay: kept if
 		// it lost nothing and latency held (steps of one go on from
 		// there), undone if it went past the knee.
 		l.slow = false
-		if tput < l.prevTput || lat > l.best*limTolerance {
+		if tput < l.prevTput || over {
 			next, l.hold = l.from, l.nextHold()
 		}
-	case lat > l.best*limTolerance && l.over > 1:
+	case l.over > 1:
 		next, l.holdFor = min(cur-1, int(float64(cur)*limBackoff)), 0
-	case l.stepped && tput < l.prevTput*(1+limGain/float64(l.from)):
-		// The step did not add what one more caller adds to a sink that
-		// scales: back to where it was.
+	case unpaid:
+		// Back to where it was.
 		next, l.hold = l.from, l.nextHold()
 	case l.hold > 0:
 		l.hold--
