@@ -74,16 +74,12 @@ func startEmbedded(cfg *config, log *slog.Logger) (*embedded, error) {
 		var err error
 		// kfake keeps each partition's log as segment files, in memory
 		// unless given a directory. In memory a segment grows by doubling,
-		// and that copying and faulting-in of fresh memory cost more CPU
-		// than the rest of the broker (~15% more tweets stored per second on
-		// 2 cores with files); the page cache takes the records instead of
-		// the Go heap. The directory is removed at exit; 4 MiB
-		// segments keep the in-memory fallback small. 8 partitions, not 4:
-		// an idempotent librdkafka producer keeps at most 5 requests in
-		// flight per partition, and its broker thread polls without
-		// sleeping while a partition has more records ready than that
-		// (measured: ~115,000 polls a second, a fifth of 2 cores); 8
-		// partitions take the tweet topology's load without it.
+		// and copying into and faulting in that fresh memory cost ~15% of
+		// the tweets stored per second on 2 cores; with a directory the page
+		// cache holds the records instead of the Go heap. It is removed at
+		// exit; 4 MiB segments keep the in-memory fallback small.
+		// 8 partitions, not 4, so that librdkafka's idempotent producer
+		// does not spin (see the stages/kafka package doc).
 		opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(8, cfg.kafkaTopic, cfg.kafkaTopic+".dlq"),
 			kfake.BrokerConfigs(map[string]string{"log.segment.bytes": strconv.Itoa(4 << 20)})}
 		if dir, err := os.MkdirTemp("", "causeway-kafka-"); err == nil {
