@@ -202,11 +202,17 @@ func parseConfig(args []string, lookup func(string) (string, bool), stderr io.Wr
 	return c, c.validate()
 }
 
+// isHTTPURL reports whether s is an absolute http:// or https:// URL.
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
+}
+
 func (c *config) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.streamURL != "" {
-		if u, err := url.Parse(c.streamURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if !isHTTPURL(c.streamURL) {
 			bad("-stream-url %q: want an http:// or https:// URL", c.streamURL)
 		}
 		if c.bearerToken == "" && c.mode != "load" {

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -115,7 +114,7 @@ func (c *gbfsConfig) validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.feedURL != "" {
-		if u, err := url.Parse(c.feedURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if !isHTTPURL(c.feedURL) {
 			bad("-feed-url %q: want an http:// or https:// URL of a gbfs.json", c.feedURL)
 		}
 	}
